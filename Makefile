@@ -1,0 +1,19 @@
+# The two commands of the README. Both run scripts/setup.sh first (idempotent; about a second when
+# everything is installed). Both need root: vigil loads eBPF programs, the tests run real ones.
+.PHONY: run test setup setup-test
+
+# Runs vigil on this node with the embedded default configuration. Extra flags: make run ARGS='--log.level debug'
+run: setup
+	cargo build --release --bin vigil
+	./target/release/vigil $(ARGS)
+
+# The whole test suite (scripts/test.sh): formatting, lints, unit and fixture tests, then the end-to-end
+# scenarios against the real kernel and real workloads.
+test: setup-test
+	bash scripts/test.sh
+
+setup:
+	bash scripts/setup.sh
+
+setup-test:
+	bash scripts/setup.sh --test

@@ -1,0 +1,43 @@
+//! The kernel/user contract of vigil.
+//!
+//! Every type that crosses the boundary between the eBPF programs (`vigil-ebpf`) and user space (`vigil`)
+//! lives here, with the names of the maps and programs both sides look up. All types are `#[repr(C)]`
+//! with explicit padding so that their layout is the same on both sides; the `user` feature implements
+//! `aya::Pod` for them.
+#![no_std]
+
+pub mod process;
+
+pub use process::{ProcessEvent, ProcessEventKind, ProcessTracepointLayout};
+
+/// Ring buffer that carries [`ProcessEvent`] records to user space.
+pub const PROCESS_EVENTS_MAP: &str = "PROCESS_EVENTS";
+/// Per-CPU array of `u64` counters of records the kernel side could not deliver, indexed by [`LostSource`].
+pub const LOST_EVENTS_MAP: &str = "LOST_EVENTS";
+/// Global (`.rodata`) holding the [`ProcessTracepointLayout`] read from tracefs at start.
+pub const PROCESS_LAYOUT_GLOBAL: &str = "PROCESS_LAYOUT";
+
+/// Where a lost record was headed; the index into [`LOST_EVENTS_MAP`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LostSource {
+    /// A [`ProcessEvent`] that found the process ring buffer full.
+    ProcessEvents = 0,
+    /// A fork whose clone flags could not be remembered for classification (map full).
+    CloneFlags = 1,
+}
+
+impl LostSource {
+    /// Every source, in index order.
+    pub const ALL: [LostSource; 2] = [LostSource::ProcessEvents, LostSource::CloneFlags];
+    /// Number of entries [`LOST_EVENTS_MAP`] must have.
+    pub const COUNT: u32 = Self::ALL.len() as u32;
+
+    /// The label value user space exports for this source.
+    pub const fn label(self) -> &'static str {
+        match self {
+            LostSource::ProcessEvents => "process_events",
+            LostSource::CloneFlags => "clone_flags",
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The admin HTTP server: `/metrics`, `/live`, `/ready`, `/debug/discovery` and a landing page at `/`.
+//!
+//! `/ready` answers 200 once the eBPF programs have been loaded and attached (a program that failed is
+//! reported in `vigil_probes_attached` and the log; it does not hold readiness back) and the first /proc
+//! scan has seeded the process table; until then 503 with what it is waiting for.
+
+use std::{
+    convert::Infallible,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode, body::Bytes, header, service::service_fn};
+use hyper_util::rt::TokioIo;
+use prometheus::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::discovery::Discovery;
+
+/// What `/ready` waits for.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    probes_attached: AtomicBool,
+    first_scan_done: AtomicBool,
+}
+
+impl Readiness {
+    pub fn set_probes_attached(&self) {
+        self.probes_attached.store(true, Ordering::SeqCst);
+    }
+
+    pub fn set_first_scan_done(&self) {
+        self.first_scan_done.store(true, Ordering::SeqCst);
+    }
+
+    /// `None` when ready, else what is still missing.
+    fn waiting_for(&self) -> Option<&'static str> {
+        if !self.probes_attached.load(Ordering::SeqCst) {
+            Some("attaching eBPF programs")
+        } else if !self.first_scan_done.load(Ordering::SeqCst) {
+            Some("the first /proc scan")
+        } else {
+            None
+        }
+    }
+}
+
+/// Everything the admin server reads.
+pub struct AdminState {
+    pub registry: Registry,
+    pub readiness: Readiness,
+    pub discovery: Arc<Mutex<Discovery>>,
+}
+
+const LANDING_PAGE: &str = concat!(
+    "<!DOCTYPE html>\n<html><head><title>vigil</title></head><body>\n",
+    "<h1>vigil</h1>\n<p>eBPF process discovery and RED metrics, version ",
+    env!("CARGO_PKG_VERSION"),
+    ".</p>\n<ul>\n",
+    "<li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>\n",
+    "<li><a href=\"/ready\">/ready</a>: readiness</li>\n",
+    "<li><a href=\"/live\">/live</a>: liveness</li>\n",
+    "<li><a href=\"/debug/discovery\">/debug/discovery</a>: the process table as JSON</li>\n",
+    "</ul>\n</body></html>\n"
+);
+
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Full::new(body.into()))
+        .expect("static response parts are valid")
+}
+
+fn route(state: &AdminState, request: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "only GET and HEAD\n");
+    }
+    match request.uri().path() {
+        "/" => respond(StatusCode::OK, "text/html; charset=utf-8", LANDING_PAGE),
+        "/metrics" => respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            crate::metrics::encode(&state.registry),
+        ),
+        "/live" => respond(StatusCode::OK, TEXT, "ok\n"),
+        "/ready" => match state.readiness.waiting_for() {
+            None => respond(StatusCode::OK, TEXT, "ready\n"),
+            Some(what) => respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                TEXT,
+                format!("not ready: waiting for {what}\n"),
+            ),
+        },
+        "/debug/discovery" => {
+            let json = state
+                .discovery
+                .lock()
+                .expect("discovery lock poisoned")
+                .to_json();
+            respond(StatusCode::OK, "application/json", json.to_string())
+        }
+        _ => respond(StatusCode::NOT_FOUND, TEXT, "not found; see /\n"),
+    }
+}
+
+/// Serves until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: CancellationToken) {
+    loop {
+        let (stream, _) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "admin server accept failed");
+                    continue;
+                }
+            },
+        };
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let response = route(&state, &request);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "admin connection ended with an error");
+                    }
+                }
+                () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
+            }
+        });
+    }
+}

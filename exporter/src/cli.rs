@@ -1,0 +1,40 @@
+//! Command-line flags. Flags override the configuration file and `VIGIL_*` variables.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// vigil: eBPF process discovery and RED metrics for Prometheus.
+#[derive(Debug, Parser)]
+#[command(name = "vigil", version)]
+pub struct Cli {
+    /// YAML configuration file, layered over the embedded defaults (see docs/configuration.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address of the admin server: HOST:PORT, [V6]:PORT or :PORT [config: web.listen_address, default :10420]
+    #[arg(long = "web.listen-address", value_name = "ADDRESS")]
+    pub web_listen_address: Option<String>,
+
+    /// Log filter: error, warn, info, debug, trace or tracing directives [config: log.level, default info]
+    #[arg(long = "log.level", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Validate the configuration, print the effective configuration as YAML and exit.
+    #[arg(long = "check-config")]
+    pub check_config: bool,
+}
+
+impl Cli {
+    /// The configuration keys the flags set, for [`crate::config::Config::load`].
+    pub fn overrides(&self) -> Vec<(&'static str, String)> {
+        let mut overrides = Vec::new();
+        if let Some(address) = &self.web_listen_address {
+            overrides.push(("web.listen_address", address.clone()));
+        }
+        if let Some(level) = &self.log_level {
+            overrides.push(("log.level", level.clone()));
+        }
+        overrides
+    }
+}

@@ -1,0 +1,294 @@
+//! Configuration: the embedded defaults, a YAML file, `VIGIL_*` environment variables and command-line
+//! flags, layered in that order, then validated in full before anything touches the kernel.
+//!
+//! Every key is documented in `docs/configuration.md`. A problem is reported as one line that names the
+//! key and where its value came from; `main` turns it into exit code 64 (`EX_USAGE`).
+
+mod ports;
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use config::{Environment, File, FileFormat};
+use serde::{Deserialize, Serialize};
+
+pub use ports::{PortRange, PortRanges};
+
+/// The embedded default configuration.
+pub const DEFAULT_CONFIG_YAML: &str = include_str!("default.yaml");
+
+/// Prefix of environment variables that override configuration keys (`VIGIL_WEB__LISTEN_ADDRESS`).
+pub const ENV_PREFIX: &str = "VIGIL";
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file given with `--config` cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A value is missing, unknown, of the wrong type or out of range; `origin` says where it came from.
+    #[error("invalid configuration in {origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+/// The whole configuration of a vigil process.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub web: WebConfig,
+    pub log: LogConfig,
+    pub paths: PathsConfig,
+    pub ebpf: EbpfConfig,
+    pub discovery: DiscoveryConfig,
+}
+
+/// `web.*`: the admin HTTP server.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// `HOST:PORT`, `[V6]:PORT` or `:PORT` (all addresses).
+    #[serde(
+        deserialize_with = "listen_address::deserialize",
+        serialize_with = "listen_address::serialize"
+    )]
+    pub listen_address: SocketAddr,
+}
+
+/// `log.*`: diagnostics on standard error.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter directive.
+    #[serde(deserialize_with = "log_level::deserialize")]
+    pub level: String,
+}
+
+/// `paths.*`: kernel filesystem roots.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PathsConfig {
+    pub procfs: PathBuf,
+    pub tracefs: PathBuf,
+}
+
+/// `ebpf.*`: kernel-side buffers and how user space reads them.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EbpfConfig {
+    #[serde(deserialize_with = "ring_bytes::deserialize")]
+    pub process_events_ring_bytes: u32,
+    #[serde(with = "humantime_serde")]
+    pub drain_interval: Duration,
+}
+
+/// `discovery.*`: which processes are instrumented.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// A process is a candidate when it matches any of these selectors.
+    pub instrument: Vec<Selector>,
+    /// ... and none of these.
+    pub exclude_instrument: Vec<Selector>,
+    /// How often the process table is reconciled against a full /proc scan.
+    #[serde(with = "humantime_serde")]
+    pub reconcile_interval: Duration,
+}
+
+/// One selector: a process matches when every criterion given matches (criteria left out match all).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Selector {
+    /// TCP ports the process listens on, e.g. `"80,443,8000-8999"` or `[80, 443]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_ports: Option<PortRanges>,
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then `file`, then `VIGIL_*` variables from `env`, then
+    /// `overrides` (flag values, by key). `env` is passed in so tests never mutate the process environment.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[(&str, String)],
+    ) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder()
+            .add_source(File::from_str(DEFAULT_CONFIG_YAML, FileFormat::Yaml));
+        if let Some(path) = file {
+            // Read once here for a clear error; the `config` source reads it again and names it as the
+            // origin of its values in any later error.
+            std::fs::read(path).map_err(|source| ConfigError::Unreadable {
+                path: path.to_owned(),
+                source,
+            })?;
+            builder = builder.add_source(File::from(path).format(FileFormat::Yaml).required(true));
+        }
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(key, _)| key.starts_with(&format!("{ENV_PREFIX}_")))
+            .collect();
+        let origins = Origins {
+            file,
+            env_keys: env.keys().map(|name| env_name_to_key(name)).collect(),
+            flag_keys: overrides.iter().map(|(key, _)| key.to_string()).collect(),
+        };
+        builder = builder.add_source(
+            Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        for (key, value) in overrides {
+            builder = builder
+                .set_override(*key, value.as_str())
+                .map_err(|error| origins.invalid(key, error.to_string()))?;
+        }
+        let config: Config = builder
+            .build()
+            .and_then(|built| built.try_deserialize())
+            .map_err(|error| {
+                let key = match &error {
+                    config::ConfigError::At { key, .. } | config::ConfigError::Type { key, .. } => {
+                        key.clone().unwrap_or_default()
+                    }
+                    _ => String::new(),
+                };
+                origins.invalid(&key, error.to_string())
+            })?;
+        config.validate(&origins)?;
+        Ok(config)
+    }
+
+    /// Checks relations serde cannot express.
+    fn validate(&self, origins: &Origins) -> Result<(), ConfigError> {
+        if self.ebpf.drain_interval.is_zero() || self.ebpf.drain_interval > Duration::from_secs(1) {
+            let key = "ebpf.drain_interval";
+            let got = humantime::format_duration(self.ebpf.drain_interval);
+            return Err(
+                origins.invalid(key, format!("{key} must be between 1ms and 1s, got {got}"))
+            );
+        }
+        if self.discovery.reconcile_interval < Duration::from_millis(100) {
+            let key = "discovery.reconcile_interval";
+            let got = humantime::format_duration(self.discovery.reconcile_interval);
+            return Err(origins.invalid(key, format!("{key} must be at least 100ms, got {got}")));
+        }
+        if self.discovery.instrument.is_empty() {
+            let key = "discovery.instrument";
+            return Err(origins.invalid(
+                key,
+                format!("{key} is empty: vigil would instrument nothing"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as YAML (what `--check-config` prints).
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).expect("the configuration is plain data")
+    }
+}
+
+/// Where each layer's keys came from, to name the origin of a bad value.
+struct Origins<'a> {
+    file: Option<&'a std::path::Path>,
+    env_keys: Vec<String>,
+    flag_keys: Vec<String>,
+}
+
+impl Origins<'_> {
+    /// An [`ConfigError::Invalid`] for `key`, naming the highest layer that set it (or one of its children).
+    fn invalid(&self, key: &str, message: String) -> ConfigError {
+        let sets = |layer_key: &String| {
+            key.is_empty() || layer_key == key || layer_key.starts_with(&format!("{key}."))
+        };
+        let origin = if self.flag_keys.iter().any(sets) {
+            "command-line flags".to_owned()
+        } else if let Some(env_key) = self.env_keys.iter().find(|env_key| sets(env_key)) {
+            format!("environment variable {}", key_to_env_name(env_key))
+        } else if let Some(file) = self.file {
+            file.display().to_string()
+        } else {
+            "the embedded defaults".to_owned()
+        };
+        ConfigError::Invalid { origin, message }
+    }
+}
+
+/// `VIGIL_WEB__LISTEN_ADDRESS` → `web.listen_address`.
+fn env_name_to_key(name: &str) -> String {
+    name[ENV_PREFIX.len() + 1..]
+        .to_lowercase()
+        .replace("__", ".")
+}
+
+/// `web.listen_address` → `VIGIL_WEB__LISTEN_ADDRESS`.
+fn key_to_env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}_{}", key.to_uppercase().replace('.', "__"))
+}
+
+mod listen_address {
+    use std::net::{Ipv6Addr, SocketAddr};
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    /// Parses `HOST:PORT`, `[V6]:PORT` or `:PORT` (all addresses, IPv6 and IPv4).
+    pub fn parse(text: &str) -> Result<SocketAddr, String> {
+        let invalid = |why: &str| format!("invalid listen address {text:?}: {why}");
+        if let Some(port) = text.strip_prefix(':') {
+            let port: u16 = port
+                .parse()
+                .map_err(|_| invalid("the port is not a number 0-65535"))?;
+            return Ok(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)));
+        }
+        text.parse()
+            .map_err(|_| invalid("expected HOST:PORT with a numeric IP, [IPV6]:PORT or :PORT"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse(&text).map_err(D::Error::custom)
+    }
+
+    pub fn serialize<S: Serializer>(
+        address: &SocketAddr,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(address)
+    }
+}
+
+mod log_level {
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+        let level = String::deserialize(deserializer)?;
+        tracing_subscriber::EnvFilter::builder()
+            .parse(&level)
+            .map_err(|error| D::Error::custom(format!("invalid log level {level:?}: {error}")))?;
+        Ok(level)
+    }
+}
+
+mod ring_bytes {
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    const PAGE_SIZE: u32 = 4096;
+    const MAX: u32 = 1 << 30;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+        let bytes = u32::deserialize(deserializer)?;
+        if !bytes.is_power_of_two() || !(PAGE_SIZE..=MAX).contains(&bytes) {
+            return Err(D::Error::custom(format!(
+                "{bytes} is not a power of two between {PAGE_SIZE} and {MAX}"
+            )));
+        }
+        Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests;

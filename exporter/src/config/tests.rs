@@ -1,0 +1,142 @@
+use std::io::Write as _;
+
+use super::*;
+
+fn load_yaml(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(yaml.as_bytes()).unwrap();
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    Config::load(Some(file.path()), env, &[])
+}
+
+fn error_of(yaml: &str) -> String {
+    load_yaml(yaml, &[])
+        .expect_err("the configuration must be refused")
+        .to_string()
+}
+
+#[test]
+fn embedded_default_is_valid() {
+    let config = Config::load(None, [], &[]).unwrap();
+    assert_eq!(config.web.listen_address.port(), 10420);
+    assert!(config.web.listen_address.ip().is_unspecified());
+    assert_eq!(config.ebpf.drain_interval, Duration::from_millis(20));
+    let ports = config.discovery.instrument[0].open_ports.as_ref().unwrap();
+    assert!(ports.contains(1) && ports.contains(65535));
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let error = error_of("discovery:\n  reconcile_intervall: 10s\n");
+    assert!(error.contains("reconcile_intervall"), "{error}");
+}
+
+#[test]
+fn bad_duration_names_key_and_file() {
+    let error = error_of("ebpf:\n  drain_interval: soon\n");
+    assert!(error.contains("ebpf.drain_interval"), "{error}");
+    assert!(error.contains(".tmp"), "the file is named: {error}");
+}
+
+#[test]
+fn bad_port_ranges_are_refused() {
+    for (ports, why) in [
+        ("\"9000-80\"", "is above"),
+        ("70000", "expected 1-65535"),
+        ("\"80,http\"", "invalid port"),
+        ("0", "expected 1-65535"),
+    ] {
+        let error = error_of(&format!(
+            "discovery:\n  instrument:\n    - open_ports: {ports}\n"
+        ));
+        assert!(error.contains(why), "{ports}: {error}");
+        assert!(error.contains("discovery.instrument"), "{ports}: {error}");
+    }
+}
+
+#[test]
+fn port_lists_accept_numbers_strings_and_ranges() {
+    let config = load_yaml(
+        "discovery:\n  instrument:\n    - open_ports: [80, \"8000-8002,9000\"]\n",
+        &[],
+    )
+    .unwrap();
+    let ports = config.discovery.instrument[0].open_ports.as_ref().unwrap();
+    assert_eq!(ports.to_string(), "80,8000-8002,9000");
+    assert!(ports.contains(8001) && ports.contains(9000) && !ports.contains(8003));
+}
+
+#[test]
+fn bad_listen_address_and_log_level_are_refused() {
+    assert!(error_of("web:\n  listen_address: \"localhost\"\n").contains("web.listen_address"));
+    assert!(error_of("log:\n  level: \"info,=[\"\n").contains("log.level"));
+}
+
+#[test]
+fn ring_size_must_be_a_page_multiple_power_of_two() {
+    let error = error_of("ebpf:\n  process_events_ring_bytes: 5000\n");
+    assert!(error.contains("power of two"), "{error}");
+}
+
+#[test]
+fn unreadable_file_is_named() {
+    let error = Config::load(
+        Some(std::path::Path::new("/nonexistent/vigil.yaml")),
+        [],
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("/nonexistent/vigil.yaml"), "{error}");
+}
+
+#[test]
+fn environment_overrides_file_and_flags_override_environment() {
+    let yaml = "web:\n  listen_address: \"127.0.0.1:1111\"\nebpf:\n  drain_interval: 30ms\n";
+    let env = [
+        ("VIGIL_WEB__LISTEN_ADDRESS", "127.0.0.1:2222"),
+        ("VIGIL_EBPF__DRAIN_INTERVAL", "40ms"),
+        ("UNRELATED", "x"),
+    ];
+    let config = load_yaml(yaml, &env).unwrap();
+    assert_eq!(config.web.listen_address.port(), 2222);
+    assert_eq!(config.ebpf.drain_interval, Duration::from_millis(40));
+
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(yaml.as_bytes()).unwrap();
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    let flags = [("web.listen_address", "127.0.0.1:3333".to_owned())];
+    let config = Config::load(Some(file.path()), env, &flags).unwrap();
+    assert_eq!(config.web.listen_address.port(), 3333);
+}
+
+#[test]
+fn unknown_environment_key_is_refused() {
+    let error = load_yaml("{}", &[("VIGIL_WEB__LISTEN_ADRESS", ":1")])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("listen_adress"), "{error}");
+    assert!(
+        error.contains("environment variable VIGIL_WEB__LISTEN_ADRESS"),
+        "{error}"
+    );
+}
+
+#[test]
+fn bad_environment_value_names_the_variable() {
+    let error = load_yaml("{}", &[("VIGIL_EBPF__DRAIN_INTERVAL", "fast")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("environment variable VIGIL_EBPF__DRAIN_INTERVAL"),
+        "{error}"
+    );
+}
+
+#[test]
+fn effective_config_round_trips_through_yaml() {
+    let config = Config::load(None, [], &[]).unwrap();
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(config.to_yaml().as_bytes()).unwrap();
+    assert_eq!(Config::load(Some(file.path()), [], &[]).unwrap(), config);
+}

@@ -1,0 +1,204 @@
+//! Reading one process from /proc: its identity (pid, start time), parent, namespaced pid, executable,
+//! command line and cgroup.
+
+use std::path::{Path, PathBuf};
+
+use procfs::{ProcError, process::Process};
+use serde::Serialize;
+
+/// Longest command line kept (bytes); longer ones are cut at a character boundary.
+const CMDLINE_MAX: usize = 256;
+
+/// A process as the kernel names it over its whole life: a pid alone can be reused by another program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ProcessIdentity {
+    /// Host pid (thread-group id in the initial PID namespace).
+    pub pid: u32,
+    /// Start time in clock ticks since boot (`/proc/PID/stat` field 22).
+    pub start_ticks: u64,
+}
+
+/// What discovery knows about a live process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProcessInfo {
+    pub identity: ProcessIdentity,
+    /// Host pid of the parent.
+    pub parent_pid: u32,
+    /// The pid inside the process's own (innermost) PID namespace, when it differs from the host pid.
+    pub ns_pid: Option<u32>,
+    /// `/proc/PID/exe`; `None` for kernel threads, or when /proc refuses it (then exe selectors cannot match).
+    pub exe: Option<PathBuf>,
+    /// Arguments joined by spaces, at most 256 bytes.
+    pub cmdline: String,
+    /// The cgroup v2 path (`0::` line of `/proc/PID/cgroup`).
+    pub cgroup: Option<String>,
+}
+
+/// Why a process could not be read; each is a reason label, and none is final (the caller retries).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    /// The process is gone, or was never there.
+    #[error("process not found")]
+    NotFound,
+    /// /proc refused (missing capability, or hidepid).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// The file was read half-way (the process was exiting, or execing).
+    #[error("incomplete read: {0}")]
+    Incomplete(String),
+    /// The id is a thread of another process, not a process.
+    #[error("pid {pid} is a thread of process {tgid}")]
+    Thread { pid: u32, tgid: u32 },
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ReadError {
+    /// The `reason` label of this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ReadError::NotFound => "not_found",
+            ReadError::PermissionDenied(_) => "permission_denied",
+            ReadError::Incomplete(_) => "incomplete",
+            ReadError::Thread { .. } => "thread",
+            ReadError::Other(_) => "other",
+        }
+    }
+}
+
+impl From<ProcError> for ReadError {
+    fn from(error: ProcError) -> Self {
+        match error {
+            ProcError::NotFound(_) => ReadError::NotFound,
+            ProcError::PermissionDenied(path) => ReadError::PermissionDenied(
+                path.map(|p| p.display().to_string()).unwrap_or_default(),
+            ),
+            ProcError::Incomplete(path) => {
+                ReadError::Incomplete(path.map(|p| p.display().to_string()).unwrap_or_default())
+            }
+            ProcError::Io(error, _) if error.raw_os_error() == Some(libc::ESRCH) => {
+                ReadError::NotFound
+            }
+            other => ReadError::Other(other.to_string()),
+        }
+    }
+}
+
+/// Reads processes from a procfs mount (`/proc`, or a fixture tree in tests).
+#[derive(Clone, Debug)]
+pub struct ProcReader {
+    root: PathBuf,
+}
+
+impl ProcReader {
+    pub fn new(root: &Path) -> Self {
+        ProcReader {
+            root: root.to_owned(),
+        }
+    }
+
+    /// The identity of `pid` now, reading only `/proc/PID/stat`.
+    pub fn identity(&self, pid: u32) -> Result<ProcessIdentity, ReadError> {
+        let stat = self.open(pid)?.stat()?;
+        Ok(ProcessIdentity {
+            pid,
+            start_ticks: stat.starttime,
+        })
+    }
+
+    /// Whether `identity` is alive: same pid, same start time, not a zombie.
+    pub fn is_alive(&self, identity: ProcessIdentity) -> Result<bool, ReadError> {
+        match self
+            .open(identity.pid)
+            .and_then(|process| Ok(process.stat()?))
+        {
+            Ok(stat) => {
+                Ok(stat.starttime == identity.start_ticks && !matches!(stat.state, 'Z' | 'X'))
+            }
+            Err(ReadError::NotFound) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Everything discovery records about `pid`; zombies and kernel threads' missing `exe` are not errors,
+    /// a zombie is reported as [`ReadError::NotFound`] (it is gone in all but name).
+    pub fn read(&self, pid: u32) -> Result<ProcessInfo, ReadError> {
+        let process = self.open(pid)?;
+        let stat = process.stat()?;
+        if matches!(stat.state, 'Z' | 'X') {
+            return Err(ReadError::NotFound);
+        }
+        let status = process.status()?;
+        if status.tgid as u32 != pid {
+            return Err(ReadError::Thread {
+                pid,
+                tgid: status.tgid as u32,
+            });
+        }
+        let ns_pid = status
+            .nspid
+            .and_then(|pids| pids.last().copied())
+            .map(|ns_pid| ns_pid as u32)
+            .filter(|&ns_pid| ns_pid != pid);
+        let exe = match process.exe() {
+            Ok(exe) => Some(exe),
+            Err(ProcError::NotFound(_)) => None,
+            // Some sandboxes deny it even to root (another user namespace owns the process): the
+            // process is still recorded, it just cannot be selected by executable.
+            Err(ProcError::PermissionDenied(_)) => None,
+            Err(error) => return Err(error.into()),
+        };
+        let cmdline = truncate(process.cmdline().unwrap_or_default().join(" "), CMDLINE_MAX);
+        let cgroup = std::fs::read_to_string(self.root.join(pid.to_string()).join("cgroup"))
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|line| line.strip_prefix("0::"))
+                    .map(str::to_owned)
+            });
+        // A process that exec'd or exited while we read is caught by its start time.
+        let identity = ProcessIdentity {
+            pid,
+            start_ticks: stat.starttime,
+        };
+        if self.identity(pid)? != identity {
+            return Err(ReadError::Incomplete(format!(
+                "pid {pid} was reused while being read"
+            )));
+        }
+        Ok(ProcessInfo {
+            identity,
+            parent_pid: stat.ppid as u32,
+            ns_pid,
+            exe,
+            cmdline,
+            cgroup,
+        })
+    }
+
+    /// The pids of every process in /proc now.
+    pub fn pids(&self) -> Result<Vec<u32>, ReadError> {
+        let entries =
+            std::fs::read_dir(&self.root).map_err(|error| ReadError::Other(error.to_string()))?;
+        Ok(entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+            .collect())
+    }
+
+    fn open(&self, pid: u32) -> Result<Process, ReadError> {
+        Ok(Process::new_with_root(self.root.join(pid.to_string()))?)
+    }
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}

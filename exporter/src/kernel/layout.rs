@@ -1,0 +1,228 @@
+//! Tracepoint field layouts, read from tracefs `format` files at start so that the eBPF programs never
+//! assume one kernel's offsets.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
+
+use vigil_common::{ProcessTracepointLayout, process::FIELD_ABSENT};
+
+/// Why a tracepoint's layout could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    /// The format file is missing or unreadable (the tracepoint does not exist, or tracefs is not mounted).
+    #[error("cannot read {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A field the program needs is not there, or has another size.
+    #[error("{tracepoint}: field `{field}` {problem}")]
+    Field {
+        tracepoint: &'static str,
+        field: &'static str,
+        problem: String,
+    },
+}
+
+/// One field of a tracepoint record: where it is and how wide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FieldLocation {
+    pub offset: u32,
+    pub size: u32,
+}
+
+/// Parses a tracefs `format` file into field name → location.
+///
+/// Lines look like `\tfield:pid_t pid;\toffset:12;\tsize:4;\tsigned:1;`; array fields
+/// (`char comm[16]`) are named without the brackets, `__data_loc` fields by their last word.
+pub fn parse_format(text: &str) -> HashMap<String, FieldLocation> {
+    let mut fields = HashMap::new();
+    for line in text.lines() {
+        let mut declaration = None;
+        let mut offset = None;
+        let mut size = None;
+        for part in line.split(';') {
+            let part = part.trim();
+            if let Some(value) = part.strip_prefix("field:") {
+                declaration = Some(value);
+            } else if let Some(value) = part.strip_prefix("offset:") {
+                offset = value.parse().ok();
+            } else if let Some(value) = part.strip_prefix("size:") {
+                size = value.parse().ok();
+            }
+        }
+        let (Some(declaration), Some(offset), Some(size)) = (declaration, offset, size) else {
+            continue;
+        };
+        let Some(name) = declaration.split_whitespace().last() else {
+            continue;
+        };
+        let name = name.split('[').next().unwrap_or(name);
+        fields.insert(name.to_owned(), FieldLocation { offset, size });
+    }
+    fields
+}
+
+/// The tracepoints the process programs read, with the fields each needs and their sizes.
+pub const PROCESS_TRACEPOINTS: [(&str, &str); 4] = [
+    ("sched", "sched_process_exec"),
+    ("task", "task_newtask"),
+    ("sched", "sched_process_fork"),
+    ("sched", "sched_process_exit"),
+];
+
+/// The layout of the process tracepoints, and the tracepoints that cannot be used (their programs are
+/// not loaded). A missing `group_dead` is not an error: exits are then confirmed from /proc.
+pub fn read_process_layout(
+    tracefs: &Path,
+) -> (ProcessTracepointLayout, HashMap<&'static str, LayoutError>) {
+    let mut layout = ProcessTracepointLayout::UNKNOWN;
+    let mut errors = HashMap::new();
+    for (category, name) in PROCESS_TRACEPOINTS {
+        let path = tracefs
+            .join("events")
+            .join(category)
+            .join(name)
+            .join("format");
+        let fields = match std::fs::read_to_string(&path) {
+            Ok(text) => parse_format(&text),
+            Err(source) => {
+                errors.insert(name, LayoutError::Unreadable { path, source });
+                continue;
+            }
+        };
+        let field = |field: &'static str, size: u32| match fields.get(field) {
+            Some(location) if location.size == size => Ok(location.offset),
+            Some(location) => Err(LayoutError::Field {
+                tracepoint: name,
+                field,
+                problem: format!("is {} bytes, expected {size}", location.size),
+            }),
+            None => Err(LayoutError::Field {
+                tracepoint: name,
+                field,
+                problem: "is missing".to_owned(),
+            }),
+        };
+        let result = match name {
+            "sched_process_exec" => field("old_pid", 4).map(|old_pid| {
+                layout.exec_old_pid = old_pid;
+                layout.exec_pid = field("pid", 4).unwrap_or(FIELD_ABSENT);
+            }),
+            "task_newtask" => field("pid", 4).and_then(|pid| {
+                layout.newtask_clone_flags = field("clone_flags", 8)?;
+                layout.newtask_pid = pid;
+                Ok(())
+            }),
+            "sched_process_fork" => field("child_pid", 4).and_then(|child| {
+                layout.fork_parent_pid = field("parent_pid", 4)?;
+                layout.fork_child_pid = child;
+                Ok(())
+            }),
+            _ => field("pid", 4).map(|pid| {
+                layout.exit_pid = pid;
+                layout.exit_group_dead = field("group_dead", 1).unwrap_or(FIELD_ABSENT);
+            }),
+        };
+        if let Err(error) = result {
+            errors.insert(name, error);
+        }
+    }
+    (layout, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `sched_process_exit` on the 6.18 kernel this project is developed on.
+    const EXIT_6_18: &str = "name: sched_process_exit
+ID: 310
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:char comm[16];\toffset:8;\tsize:16;\tsigned:0;
+\tfield:pid_t pid;\toffset:24;\tsize:4;\tsigned:1;
+\tfield:int prio;\toffset:28;\tsize:4;\tsigned:1;
+\tfield:bool group_dead;\toffset:32;\tsize:1;\tsigned:0;
+
+print fmt: \"comm=%s pid=%d prio=%d group_dead=%s\", REC->comm, REC->pid, REC->prio, REC->group_dead ? \"true\" : \"false\"
+";
+
+    #[test]
+    fn parses_fields_arrays_and_data_loc() {
+        let fields = parse_format(EXIT_6_18);
+        assert_eq!(
+            fields["pid"],
+            FieldLocation {
+                offset: 24,
+                size: 4
+            }
+        );
+        assert_eq!(
+            fields["comm"],
+            FieldLocation {
+                offset: 8,
+                size: 16
+            }
+        );
+        assert_eq!(
+            fields["group_dead"],
+            FieldLocation {
+                offset: 32,
+                size: 1
+            }
+        );
+        let exec =
+            parse_format("\tfield:__data_loc char[] filename;\toffset:8;\tsize:4;\tsigned:0;");
+        assert_eq!(exec["filename"], FieldLocation { offset: 8, size: 4 });
+    }
+
+    fn tracefs_with(formats: &[(&str, &str, &str)]) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        for (category, name, text) in formats {
+            let dir = root.path().join("events").join(category).join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("format"), text).unwrap();
+        }
+        root
+    }
+
+    #[test]
+    fn old_kernel_without_group_dead_still_loads_exit() {
+        let old_exit = EXIT_6_18.replace(
+            "\tfield:bool group_dead;\toffset:32;\tsize:1;\tsigned:0;\n",
+            "",
+        );
+        let root = tracefs_with(&[("sched", "sched_process_exit", &old_exit)]);
+        let (layout, errors) = read_process_layout(root.path());
+        assert_eq!(layout.exit_pid, 24);
+        assert_eq!(layout.exit_group_dead, FIELD_ABSENT);
+        assert!(!errors.contains_key("sched_process_exit"));
+        // The three tracepoints with no format file are reported, each on its own.
+        assert_eq!(errors.len(), 3);
+        assert!(matches!(
+            errors["task_newtask"],
+            LayoutError::Unreadable { .. }
+        ));
+    }
+
+    #[test]
+    fn wrong_field_size_is_refused() {
+        let bad = "\tfield:u32 clone_flags;\toffset:32;\tsize:4;\tsigned:0;\n\tfield:pid_t pid;\toffset:8;\tsize:4;\tsigned:1;";
+        let root = tracefs_with(&[("task", "task_newtask", bad)]);
+        let (layout, errors) = read_process_layout(root.path());
+        assert_eq!(layout.newtask_pid, FIELD_ABSENT);
+        let message = errors["task_newtask"].to_string();
+        assert!(
+            message.contains("clone_flags") && message.contains("expected 8"),
+            "{message}"
+        );
+    }
+}

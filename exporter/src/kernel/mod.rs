@@ -1,0 +1,282 @@
+//! Kernel events: loads vigil's eBPF object, attaches the process lifecycle tracepoints and drains their
+//! ring buffer for discovery.
+//!
+//! Hooks: `sched/sched_process_exec`, `task/task_newtask`, `sched/sched_process_fork`,
+//! `sched/sched_process_exit` (see `exporter-ebpf/src/process.rs`).
+//!
+//! Metrics:
+//! - `vigil_process_events_total{event}`: process events received from the kernel; `event` is one of
+//!   `exec`, `fork`, `thread_spawn`, `fork_unclassified`, `thread_exit`, `process_exit`,
+//!   `exit_unconfirmed` (kernel without `group_dead`), `malformed`.
+//! - `vigil_ebpf_events_lost_total{source}`: records the kernel side could not deliver (ring buffer or
+//!   map full); `source` is `process_events` or `clone_flags`.
+//! - `vigil_probes_attached{program}`: 1 when the eBPF program is loaded and attached, else 0.
+//! - `vigil_probe_errors_total{program,stage}`: failures to prepare (`layout`), load (`load`, with the
+//!   verifier log in vigil's log) or attach (`attach`) a program. vigil keeps running without it.
+
+pub mod layout;
+
+use std::path::Path;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, MapError, PerCpuArray, RingBuf},
+    programs::{ProgramError, TracePoint},
+};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use vigil_common::{
+    LOST_EVENTS_MAP, LostSource, PROCESS_EVENTS_MAP, PROCESS_LAYOUT_GLOBAL, ProcessEvent,
+    ProcessEventKind,
+    process::{EXIT_GROUP_DEAD, EXIT_GROUP_DEAD_UNKNOWN, programs},
+};
+
+use crate::{config::EbpfConfig, metrics::register};
+
+/// vigil's eBPF object, built by `build.rs`.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vigil-ebpf"));
+
+/// Why the eBPF object could not be used at all (a single program failing is not an error: it is
+/// reported and vigil goes on without it).
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("cannot load vigil's eBPF object: {0}")]
+    Object(#[from] aya::EbpfError),
+    #[error("the eBPF object has no map `{0}`")]
+    MissingMap(&'static str),
+    #[error("cannot open map `{name}`: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+}
+
+/// The process programs: (program name, tracepoint category, tracepoint name), in attach order
+/// (`task_newtask` before `sched_process_fork`, so that forks can be classified from the start).
+const PROCESS_PROGRAMS: [(&str, &str, &str); 4] = [
+    (programs::EXEC, "sched", "sched_process_exec"),
+    (programs::NEWTASK, "task", "task_newtask"),
+    (programs::FORK, "sched", "sched_process_fork"),
+    (programs::EXIT, "sched", "sched_process_exit"),
+];
+
+/// The metric families of this stage.
+#[derive(Clone)]
+pub struct KernelMetrics {
+    process_events: IntCounterVec,
+    events_lost: IntCounterVec,
+    probes_attached: IntGaugeVec,
+    probe_errors: IntCounterVec,
+}
+
+impl KernelMetrics {
+    /// Creates and registers the families.
+    pub fn register(registry: &Registry) -> Self {
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                registry,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("static"),
+            )
+        };
+        let metrics = KernelMetrics {
+            process_events: counter(
+                "vigil_process_events_total",
+                "Process lifecycle events received from the kernel, by event.",
+                &["event"],
+            ),
+            events_lost: counter(
+                "vigil_ebpf_events_lost_total",
+                "Records the eBPF programs could not deliver (ring buffer or map full), by source.",
+                &["source"],
+            ),
+            probes_attached: register(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "vigil_probes_attached",
+                        "1 when the eBPF program is loaded and attached.",
+                    ),
+                    &["program"],
+                )
+                .expect("static"),
+            ),
+            probe_errors: counter(
+                "vigil_probe_errors_total",
+                "Failures to prepare, load or attach an eBPF program, by program and stage.",
+                &["program", "stage"],
+            ),
+        };
+        for source in LostSource::ALL {
+            metrics.events_lost.with_label_values(&[source.label()]);
+        }
+        for (program, _, _) in PROCESS_PROGRAMS {
+            metrics.probes_attached.with_label_values(&[program]).set(0);
+        }
+        metrics
+    }
+}
+
+/// The loaded eBPF programs. Dropping it detaches and unloads them all (nothing is pinned).
+pub struct KernelProbes {
+    _ebpf: Ebpf,
+}
+
+/// The kernel side's output: the process event ring buffer and the lost-record counters.
+pub struct KernelEvents {
+    ring: RingBuf<MapData>,
+    lost: PerCpuArray<MapData, u64>,
+    lost_seen: [u64; LostSource::COUNT as usize],
+    metrics: KernelMetrics,
+}
+
+impl KernelProbes {
+    /// Loads the object with this kernel's tracepoint layout and attaches every program it can.
+    pub fn load(
+        config: &EbpfConfig,
+        tracefs: &Path,
+        metrics: &KernelMetrics,
+    ) -> Result<(KernelProbes, KernelEvents), KernelError> {
+        let (layout, layout_errors) = layout::read_process_layout(tracefs);
+        let mut ebpf = EbpfLoader::new()
+            .override_global(PROCESS_LAYOUT_GLOBAL, &layout, true)
+            .map_max_entries(PROCESS_EVENTS_MAP, config.process_events_ring_bytes)
+            .load(EBPF_OBJECT)?;
+
+        for (program, category, tracepoint) in PROCESS_PROGRAMS {
+            if let Some(error) = layout_errors.get(tracepoint) {
+                tracing::error!(program, %error, "tracepoint layout unusable; program not loaded");
+                metrics
+                    .probe_errors
+                    .with_label_values(&[program, "layout"])
+                    .inc();
+                continue;
+            }
+            match attach_tracepoint(&mut ebpf, program, category, tracepoint) {
+                Ok(()) => {
+                    tracing::info!(program, tracepoint = %format!("{category}/{tracepoint}"), "attached");
+                    metrics.probes_attached.with_label_values(&[program]).set(1);
+                }
+                Err((stage, error)) => {
+                    tracing::error!(program, stage, error = %error, "eBPF program not attached; continuing without it");
+                    metrics
+                        .probe_errors
+                        .with_label_values(&[program, stage])
+                        .inc();
+                }
+            }
+        }
+
+        let mut take =
+            |name: &'static str| ebpf.take_map(name).ok_or(KernelError::MissingMap(name));
+        let ring =
+            RingBuf::try_from(take(PROCESS_EVENTS_MAP)?).map_err(|source| KernelError::Map {
+                name: PROCESS_EVENTS_MAP,
+                source,
+            })?;
+        let lost =
+            PerCpuArray::try_from(take(LOST_EVENTS_MAP)?).map_err(|source| KernelError::Map {
+                name: LOST_EVENTS_MAP,
+                source,
+            })?;
+        let events = KernelEvents {
+            ring,
+            lost,
+            lost_seen: [0; LostSource::COUNT as usize],
+            metrics: metrics.clone(),
+        };
+        Ok((KernelProbes { _ebpf: ebpf }, events))
+    }
+}
+
+/// Loads and attaches one tracepoint program; on failure, the stage that failed and why (for a load
+/// failure the error carries the verifier log).
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    program: &str,
+    category: &str,
+    tracepoint: &str,
+) -> Result<(), (&'static str, ProgramError)> {
+    let tracepoint_program: &mut TracePoint = ebpf
+        .program_mut(program)
+        .expect("the embedded object defines every program in PROCESS_PROGRAMS")
+        .try_into()
+        .map_err(|error| ("load", error))?;
+    tracepoint_program.load().map_err(|error| ("load", error))?;
+    tracepoint_program
+        .attach(category, tracepoint)
+        .map_err(|error| ("attach", error))?;
+    Ok(())
+}
+
+/// How one exit record is counted.
+fn exit_label(event: &ProcessEvent) -> &'static str {
+    if event.flags & EXIT_GROUP_DEAD != 0 {
+        "process_exit"
+    } else if event.flags & EXIT_GROUP_DEAD_UNKNOWN != 0 {
+        "exit_unconfirmed"
+    } else {
+        "thread_exit"
+    }
+}
+
+/// Decodes one ring buffer record; `None` for a record of the wrong size.
+fn decode(bytes: &[u8]) -> Option<ProcessEvent> {
+    if bytes.len() < size_of::<ProcessEvent>() {
+        return None;
+    }
+    // SAFETY: the kernel wrote a `ProcessEvent` (plain `#[repr(C)]` integers, any bit pattern valid);
+    // the length was checked above and the read tolerates any alignment.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<ProcessEvent>()) })
+}
+
+/// The label `vigil_process_events_total` counts an event under.
+pub fn event_label(event: &ProcessEvent) -> &'static str {
+    match ProcessEventKind::from_u32(event.kind) {
+        Some(ProcessEventKind::Exec) => "exec",
+        Some(ProcessEventKind::Fork) => "fork",
+        Some(ProcessEventKind::ThreadSpawn) => "thread_spawn",
+        Some(ProcessEventKind::ForkUnclassified) => "fork_unclassified",
+        Some(ProcessEventKind::Exit) => exit_label(event),
+        None => "malformed",
+    }
+}
+
+impl KernelEvents {
+    /// Takes every record waiting in the ring buffer, counts it and appends it to `into`; also
+    /// updates the lost-record counters.
+    pub fn drain(&mut self, into: &mut Vec<ProcessEvent>) {
+        while let Some(record) = self.ring.next() {
+            match decode(&record) {
+                Some(event) => {
+                    self.metrics
+                        .process_events
+                        .with_label_values(&[event_label(&event)])
+                        .inc();
+                    into.push(event);
+                }
+                None => self
+                    .metrics
+                    .process_events
+                    .with_label_values(&["malformed"])
+                    .inc(),
+            }
+        }
+        for source in LostSource::ALL {
+            let Ok(per_cpu) = self.lost.get(&(source as u32), 0) else {
+                continue;
+            };
+            let total: u64 = per_cpu.iter().sum();
+            let seen = &mut self.lost_seen[source as usize];
+            if total > *seen {
+                self.metrics
+                    .events_lost
+                    .with_label_values(&[source.label()])
+                    .inc_by(total - *seen);
+                *seen = total;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,75 @@
+use vigil_common::process::{EXIT_GROUP_DEAD, EXIT_GROUP_DEAD_UNKNOWN};
+
+use super::*;
+
+fn event(kind: u32, flags: u32) -> ProcessEvent {
+    ProcessEvent {
+        kind,
+        flags,
+        pid: 42,
+        tgid: 40,
+        related_pid: 0,
+        reserved: 0,
+        boot_time_ns: 1,
+        cgroup_id: 2,
+        comm: *b"node\0\0\0\0\0\0\0\0\0\0\0\0",
+    }
+}
+
+fn bytes_of(event: &ProcessEvent) -> Vec<u8> {
+    // SAFETY: a `#[repr(C)]` struct of integers with no padding, viewed as bytes.
+    unsafe {
+        std::slice::from_raw_parts(
+            (event as *const ProcessEvent).cast::<u8>(),
+            size_of::<ProcessEvent>(),
+        )
+    }
+    .to_vec()
+}
+
+#[test]
+fn exits_are_counted_by_group_dead_not_by_leader() {
+    let exit = ProcessEventKind::Exit as u32;
+    assert_eq!(event_label(&event(exit, EXIT_GROUP_DEAD)), "process_exit");
+    // The leader (pid == tgid) exiting first, with other threads alive, is a thread exit.
+    let mut leader_first = event(exit, 0);
+    leader_first.pid = leader_first.tgid;
+    assert_eq!(event_label(&leader_first), "thread_exit");
+    assert_eq!(
+        event_label(&event(exit, EXIT_GROUP_DEAD_UNKNOWN)),
+        "exit_unconfirmed"
+    );
+}
+
+#[test]
+fn labels_every_kind_and_refuses_unknown_ones() {
+    assert_eq!(
+        event_label(&event(ProcessEventKind::Exec as u32, 0)),
+        "exec"
+    );
+    assert_eq!(
+        event_label(&event(ProcessEventKind::Fork as u32, 0)),
+        "fork"
+    );
+    assert_eq!(
+        event_label(&event(ProcessEventKind::ThreadSpawn as u32, 0)),
+        "thread_spawn"
+    );
+    assert_eq!(
+        event_label(&event(ProcessEventKind::ForkUnclassified as u32, 0)),
+        "fork_unclassified"
+    );
+    assert_eq!(event_label(&event(77, 0)), "malformed");
+}
+
+#[test]
+fn decodes_whole_records_only() {
+    let original = event(ProcessEventKind::Exec as u32, 0);
+    let bytes = bytes_of(&original);
+    assert_eq!(decode(&bytes), Some(original));
+    // Unaligned input decodes too.
+    let mut shifted = vec![0u8];
+    shifted.extend_from_slice(&bytes);
+    assert_eq!(decode(&shifted[1..]), Some(original));
+    assert_eq!(decode(&bytes[..bytes.len() - 1]), None);
+}

@@ -1,0 +1,110 @@
+//! vigil: discovers the processes on its node, captures their requests with eBPF and serves RED metrics.
+//!
+//! The data flows one way, one module per stage: [`kernel`] (eBPF events) → [`discovery`] (which
+//! processes) → [`metrics`] → [`admin`] (HTTP). [`run`] wires them together.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod discovery;
+pub mod kernel;
+pub mod metrics;
+pub mod privileges;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use anyhow::Context as _;
+use tokio::{net::TcpListener, time::MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    admin::{AdminState, Readiness},
+    config::Config,
+    discovery::{Discovery, DiscoveryMetrics},
+    kernel::{KernelMetrics, KernelProbes},
+};
+
+/// Runs vigil until SIGTERM or SIGINT. Privileges are checked by the caller.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let registry = metrics::new_registry();
+    let kernel_metrics = KernelMetrics::register(&registry);
+    let discovery = Discovery::new(&config.paths.procfs, DiscoveryMetrics::register(&registry));
+    let discovery = Arc::new(Mutex::new(discovery));
+    let state = Arc::new(AdminState {
+        registry,
+        readiness: Readiness::default(),
+        discovery: discovery.clone(),
+    });
+
+    let address = config.web.listen_address;
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} (web.listen_address)"))?;
+    tracing::info!(address = %listener.local_addr()?, "admin server listening");
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(admin::serve(listener, state.clone(), shutdown.clone()));
+
+    let (probes, mut kernel_events) =
+        KernelProbes::load(&config.ebpf, &config.paths.tracefs, &kernel_metrics)?;
+    state.readiness.set_probes_attached();
+
+    let lock = || discovery.lock().expect("discovery lock poisoned");
+    let seeded = lock()
+        .reconcile(Instant::now())
+        .context("first /proc scan")?;
+    tracing::info!(processes = seeded.missed_exec, "first /proc scan done");
+    state.readiness.set_first_scan_done();
+
+    let mut drain = tokio::time::interval(config.ebpf.drain_interval);
+    drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let reconcile_every = config.discovery.reconcile_interval;
+    let mut reconcile = tokio::time::interval_at(
+        tokio::time::Instant::now() + reconcile_every,
+        reconcile_every,
+    );
+    reconcile.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut events = Vec::new();
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            signal = &mut stop => {
+                tracing::info!(signal = signal?, "shutting down");
+                break;
+            }
+            _ = drain.tick() => {
+                kernel_events.drain(&mut events);
+                let mut discovery = lock();
+                discovery.handle(&events, Instant::now());
+                discovery.retry_due(Instant::now());
+                events.clear();
+            }
+            _ = reconcile.tick() => {
+                if let Err(error) = lock().reconcile(Instant::now()) {
+                    tracing::warn!(%error, "reconcile failed; trying again next interval");
+                }
+            }
+        }
+    }
+
+    shutdown.cancel();
+    drop(probes);
+    tracing::info!("eBPF programs detached");
+    server.await.context("admin server task")?;
+    Ok(())
+}
+
+/// Resolves with the name of the first SIGTERM or SIGINT received.
+async fn stop_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    })
+}

@@ -1,0 +1,48 @@
+//! The Prometheus registry vigil serves, and vigil's build information.
+//!
+//! Each stage registers its own metric families next to the code that updates them
+//! (`Families::register(&Registry) -> Self`); this module only owns the registry and its text encoding.
+//!
+//! Metrics: `vigil_build_info{version,revision}` (always 1).
+
+use prometheus::{Encoder as _, IntGaugeVec, Opts, Registry, TextEncoder};
+
+/// Registers `vigil_build_info` and returns a registry for the stages to register into.
+pub fn new_registry() -> Registry {
+    let registry = Registry::new();
+    let build_info = IntGaugeVec::new(
+        Opts::new(
+            "vigil_build_info",
+            "A metric with a constant '1' value labeled by the version and git revision vigil was built from.",
+        ),
+        &["version", "revision"],
+    )
+    .expect("static metric definition");
+    build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("VIGIL_GIT_REVISION")])
+        .set(1);
+    registry
+        .register(Box::new(build_info))
+        .expect("registered once on a fresh registry");
+    registry
+}
+
+/// The registry's metrics in the Prometheus text exposition format.
+pub fn encode(registry: &Registry) -> String {
+    let mut text = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut text)
+        .expect("the text encoder writes to memory");
+    String::from_utf8(text).expect("the text format is UTF-8")
+}
+
+/// Registers a metric built from static definitions; a failure is a programming error.
+pub fn register<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> M {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique within vigil");
+    metric
+}

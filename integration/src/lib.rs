@@ -1,0 +1,255 @@
+//! Harness for end-to-end scenarios: builds the real `vigil` binary, runs it on loopback, and reads its
+//! admin endpoints. Scenarios that need root (eBPF) call [`require_root`] first.
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex, OnceLock},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// The workspace root.
+pub fn workspace() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("integration/ is inside the workspace")
+}
+
+/// Builds `vigil` (a no-op when up to date) and returns its path, in the profile these tests use.
+pub fn vigil_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let profile = if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        };
+        let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+        build
+            .current_dir(workspace())
+            .args(["build", "--quiet", "-p", "vigil", "--bin", "vigil"]);
+        if profile == "release" {
+            build.arg("--release");
+        }
+        let status = build.status().expect("running cargo build for vigil");
+        assert!(status.success(), "cargo build -p vigil failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| workspace().join("target"), PathBuf::from);
+        target.join(profile).join("vigil")
+    })
+}
+
+/// Path of a workload binary of this crate (built with the tests).
+pub fn workload_binary(name: &str) -> PathBuf {
+    vigil_binary().with_file_name(name)
+}
+
+/// `false` (after printing why) when not root: the caller returns, and the test is reported as passed
+/// with the reason in its output.
+pub fn require_root(test: &str) -> bool {
+    // SAFETY: getuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        println!("SKIPPED {test}: needs root to load eBPF programs");
+    }
+    root
+}
+
+/// A free loopback port (closed again, so vigil can bind it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running vigil, stopped with SIGTERM (then SIGKILL) when dropped.
+pub struct Vigil {
+    child: Option<Child>,
+    pub port: u16,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Vigil {
+    /// Starts vigil with a YAML config file (may be empty) and extra flags, on a free port.
+    pub fn spawn(config_yaml: &str, extra_args: &[&str]) -> Vigil {
+        let port = free_port();
+        let config = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+        std::fs::write(config.path(), config_yaml).unwrap();
+        let (_, config_path) = config.keep().unwrap();
+        let mut child = Command::new(vigil_binary())
+            .arg("--config")
+            .arg(&config_path)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting vigil");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let pipe = child.stderr.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Vigil {
+            child: Some(child),
+            port,
+            stderr,
+        }
+    }
+
+    /// Starts vigil and waits until `/ready` answers 200.
+    pub fn start(config_yaml: &str) -> Vigil {
+        let vigil = Vigil::spawn(config_yaml, &[]);
+        vigil.wait_ready(Duration::from_secs(20));
+        vigil
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// What vigil logged so far.
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// `GET path` → (status, body); `None` while nothing listens.
+    pub fn try_get(&self, path: &str) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let status = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())?;
+        Some((status, body))
+    }
+
+    /// `GET path`, panicking with vigil's log when it does not answer.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        self.try_get(path)
+            .unwrap_or_else(|| panic!("vigil did not answer {path}; log:\n{}", self.log()))
+    }
+
+    pub fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if matches!(self.try_get("/ready"), Some((200, _))) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        panic!("vigil not ready after {timeout:?}; log:\n{}", self.log());
+    }
+
+    /// The value of one sample in `/metrics`, e.g. `metric("vigil_process_events_total{event=\"exec\"}")`;
+    /// 0 when absent.
+    pub fn metric(&self, sample: &str) -> f64 {
+        let (_, body) = self.get("/metrics");
+        sample_value(&body, sample).unwrap_or(0.0)
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit status.
+    pub fn terminate(mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        signal(child.id(), libc::SIGTERM);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "vigil did not exit within {timeout:?} of SIGTERM; log:\n{}",
+                    self.log()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for vigil to exit by itself (for start-up failures).
+    pub fn wait_exit(mut self, timeout: Duration) -> (ExitStatus, String) {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                thread::sleep(Duration::from_millis(50)); // let the stderr reader finish
+                return (status, self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vigil still running after {timeout:?}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Vigil {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends `signal` to `pid`.
+pub fn signal(pid: u32, signal: i32) {
+    // SAFETY: kill(2) with a pid we spawned; a stale pid only yields ESRCH.
+    unsafe { libc::kill(pid as i32, signal) };
+}
+
+/// Finds `sample` (name with its exact label set, as printed) in a text exposition.
+pub fn sample_value(exposition: &str, sample: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            line.strip_prefix(sample)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held.
+pub fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Installs everything vigil needs to build, run and test on a Debian 12 machine (root), idempotently.
+# A second run only checks, and finishes in about a second.
+#
+#   scripts/setup.sh           build + run prerequisites (toolchain, bpf-linker, kernel mounts)
+#   scripts/setup.sh --test    also the real workloads and tools the test suite drives
+set -euo pipefail
+
+want_test_tools=0
+[ "${1:-}" = "--test" ] && want_test_tools=1
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "must run as root (it installs packages and mounts tracefs/bpffs)"
+
+BPF_LINKER_VERSION=0.13.0
+LLVM_DIR=/usr/lib/llvm-22
+APT_OPTS=(-y -q -o DPkg::Lock::Timeout=600 --no-install-recommends)
+
+# Debian packages, each with a file that proves it is installed (so a second run skips apt entirely).
+declare -A build_packages=(
+  [llvm-22-dev]=$LLVM_DIR/bin/llvm-config
+  [libpolly-22-dev]=$LLVM_DIR/lib/libPolly.a
+  [zlib1g-dev]=/usr/include/zlib.h
+  [libzstd-dev]=/usr/include/zstd.h
+  [pkg-config]=/usr/bin/pkg-config
+  [util-linux]=/usr/bin/unshare
+)
+declare -A test_packages=(
+  [prometheus]=/usr/bin/promtool
+  [wrk]=/usr/bin/wrk
+  [procps]=/usr/bin/pgrep
+)
+
+missing=()
+for pkg in "${!build_packages[@]}"; do [ -e "${build_packages[$pkg]}" ] || missing+=("$pkg"); done
+if [ "$want_test_tools" = 1 ]; then
+  for pkg in "${!test_packages[@]}"; do [ -e "${test_packages[$pkg]}" ] || missing+=("$pkg"); done
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q -o DPkg::Lock::Timeout=600 >/dev/null
+  apt-get install "${APT_OPTS[@]}" "${missing[@]}" >/dev/null
+fi
+
+# The eBPF crate builds with the image's nightly and core from source.
+if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
+  log "adding rust-src to the nightly toolchain"
+  rustup component add rust-src --toolchain nightly
+fi
+
+# bpf-linker, pinned, linked against Debian's LLVM 22 (the LLVM major of our rustc/nightly).
+if ! bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
+  log "building bpf-linker $BPF_LINKER_VERSION against LLVM 22 (about 2 minutes)"
+  LLVM_PREFIX=$LLVM_DIR LLVM_SYS_221_PREFIX=$LLVM_DIR \
+    cargo install --locked "bpf-linker@$BPF_LINKER_VERSION" --no-default-features --features llvm-22
+fi
+
+# Kernel filesystems vigil uses: tracefs for tracepoint formats, bpffs for pinning.
+mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+
+log "ready"
