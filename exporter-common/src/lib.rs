@@ -14,6 +14,9 @@ pub use process::{ProcessEvent, ProcessEventKind, ProcessTracepointLayout};
 pub const PROCESS_EVENTS_MAP: &str = "PROCESS_EVENTS";
 /// Per-CPU array of `u64` counters of records the kernel side could not deliver, indexed by [`LostSource`].
 pub const LOST_EVENTS_MAP: &str = "LOST_EVENTS";
+/// Hash map of the tgids vigil instruments (`u32` → `u32`, the value is reserved and 0): the in-kernel
+/// filter every capture program checks first, written by discovery the moment a process matches.
+pub const TRACKED_TGIDS_MAP: &str = "TRACKED_TGIDS";
 /// Global (`.rodata`) holding the [`ProcessTracepointLayout`] read from tracefs at start.
 pub const PROCESS_LAYOUT_GLOBAL: &str = "PROCESS_LAYOUT";
 

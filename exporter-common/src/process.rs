@@ -10,6 +10,8 @@ pub mod programs {
     pub const NEWTASK: &str = "vigil_newtask";
     /// `sched/sched_process_exit`: a task exited.
     pub const EXIT: &str = "vigil_exit";
+    /// `syscalls/sys_exit_listen`: a process started listening on a socket.
+    pub const LISTEN: &str = "vigil_listen";
 }
 
 /// `CLONE_THREAD` from `<linux/sched.h>`: the new task shares the creator's thread group.
@@ -41,6 +43,10 @@ pub struct ProcessTracepointLayout {
     pub newtask_pid: u32,
     /// `task_newtask.clone_flags` (`u64`).
     pub newtask_clone_flags: u32,
+    /// `sys_exit_listen.ret` (`long`).
+    pub listen_ret: u32,
+    /// Explicit padding; always 0.
+    pub reserved: u32,
 }
 
 impl ProcessTracepointLayout {
@@ -54,6 +60,8 @@ impl ProcessTracepointLayout {
         exit_group_dead: FIELD_ABSENT,
         newtask_pid: FIELD_ABSENT,
         newtask_clone_flags: FIELD_ABSENT,
+        listen_ret: FIELD_ABSENT,
+        reserved: 0,
     };
 }
 
@@ -71,6 +79,8 @@ pub enum ProcessEventKind {
     ForkUnclassified = 4,
     /// Task `pid` of `tgid` exited; `flags` says whether its thread group is gone.
     Exit = 5,
+    /// Process `tgid` started listening on a socket (`listen` returned 0).
+    Listen = 6,
 }
 
 impl ProcessEventKind {
@@ -82,6 +92,7 @@ impl ProcessEventKind {
             3 => Some(Self::ThreadSpawn),
             4 => Some(Self::ForkUnclassified),
             5 => Some(Self::Exit),
+            6 => Some(Self::Listen),
             _ => None,
         }
     }
@@ -129,7 +140,7 @@ mod tests {
     #[test]
     fn records_have_no_implicit_padding() {
         assert_eq!(core::mem::size_of::<ProcessEvent>(), 6 * 4 + 2 * 8 + 16);
-        assert_eq!(core::mem::size_of::<ProcessTracepointLayout>(), 8 * 4);
+        assert_eq!(core::mem::size_of::<ProcessTracepointLayout>(), 10 * 4);
     }
 
     #[test]
@@ -140,6 +151,7 @@ mod tests {
             ProcessEventKind::ThreadSpawn,
             ProcessEventKind::ForkUnclassified,
             ProcessEventKind::Exit,
+            ProcessEventKind::Listen,
         ] {
             assert_eq!(ProcessEventKind::from_u32(kind as u32), Some(kind));
         }

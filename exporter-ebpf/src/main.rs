@@ -4,6 +4,7 @@
 #![no_main]
 
 mod process;
+mod tracked;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -8,6 +8,8 @@
 //!   `ForkUnclassified` when `vigil_newtask` did not see the task).
 //! - `sched/sched_process_exit` → [`vigil_exit`]: records an `Exit` with `group_dead`, which is what says
 //!   the process is gone (the exit of the thread-group leader alone does not).
+//! - `syscalls/sys_exit_listen` → [`vigil_listen`]: records a `Listen` when `listen` succeeded, so that a
+//!   process that opens its port late is matched by port at once, without polling.
 //!
 //! Records go to the `PROCESS_EVENTS` ring buffer, submitted without a wakeup: user space drains it on a
 //! short timer, since a wakeup per record costs several microseconds in the traced process. A record that
@@ -152,5 +154,15 @@ pub fn vigil_exit(ctx: TracePointContext) -> u32 {
         }
     };
     submit(ProcessEventKind::Exit, flags, pid, tgid, 0);
+    0
+}
+
+#[tracepoint]
+pub fn vigil_listen(ctx: TracePointContext) -> u32 {
+    if read_field::<i64>(&ctx, layout().listen_ret) != Ok(0) {
+        return 0;
+    }
+    let (pid, tgid) = current_ids();
+    submit(ProcessEventKind::Listen, 0, pid, tgid, 0);
     0
 }

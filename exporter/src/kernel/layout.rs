@@ -67,11 +67,12 @@ pub fn parse_format(text: &str) -> HashMap<String, FieldLocation> {
 }
 
 /// The tracepoints the process programs read, with the fields each needs and their sizes.
-pub const PROCESS_TRACEPOINTS: [(&str, &str); 4] = [
+pub const PROCESS_TRACEPOINTS: [(&str, &str); 5] = [
     ("sched", "sched_process_exec"),
     ("task", "task_newtask"),
     ("sched", "sched_process_fork"),
     ("sched", "sched_process_exit"),
+    ("syscalls", "sys_exit_listen"),
 ];
 
 /// The layout of the process tracepoints, and the tracepoints that cannot be used (their programs are
@@ -122,6 +123,7 @@ pub fn read_process_layout(
                 layout.fork_child_pid = child;
                 Ok(())
             }),
+            "sys_exit_listen" => field("ret", 8).map(|ret| layout.listen_ret = ret),
             _ => field("pid", 4).map(|pid| {
                 layout.exit_pid = pid;
                 layout.exit_group_dead = field("group_dead", 1).unwrap_or(FIELD_ABSENT);
@@ -205,8 +207,8 @@ print fmt: \"comm=%s pid=%d prio=%d group_dead=%s\", REC->comm, REC->pid, REC->p
         assert_eq!(layout.exit_pid, 24);
         assert_eq!(layout.exit_group_dead, FIELD_ABSENT);
         assert!(!errors.contains_key("sched_process_exit"));
-        // The three tracepoints with no format file are reported, each on its own.
-        assert_eq!(errors.len(), 3);
+        // The four tracepoints with no format file are reported, each on its own.
+        assert_eq!(errors.len(), 4);
         assert!(matches!(
             errors["task_newtask"],
             LayoutError::Unreadable { .. }

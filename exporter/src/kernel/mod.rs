@@ -2,12 +2,13 @@
 //! ring buffer for discovery.
 //!
 //! Hooks: `sched/sched_process_exec`, `task/task_newtask`, `sched/sched_process_fork`,
-//! `sched/sched_process_exit` (see `exporter-ebpf/src/process.rs`).
+//! `sched/sched_process_exit`, `syscalls/sys_exit_listen` (see `exporter-ebpf/src/process.rs`). Also owns
+//! the `TRACKED_TGIDS` filter map, which discovery writes through [`TrackedTgids`].
 //!
 //! Metrics:
 //! - `vigil_process_events_total{event}`: process events received from the kernel; `event` is one of
 //!   `exec`, `fork`, `thread_spawn`, `fork_unclassified`, `thread_exit`, `process_exit`,
-//!   `exit_unconfirmed` (kernel without `group_dead`), `malformed`.
+//!   `exit_unconfirmed` (kernel without `group_dead`), `listen`, `malformed`.
 //! - `vigil_ebpf_events_lost_total{source}`: records the kernel side could not deliver (ring buffer or
 //!   map full); `source` is `process_events` or `clone_flags`.
 //! - `vigil_probes_attached{program}`: 1 when the eBPF program is loaded and attached, else 0.
@@ -20,17 +21,17 @@ use std::path::Path;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, MapError, PerCpuArray, RingBuf},
+    maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{ProgramError, TracePoint},
 };
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use vigil_common::{
     LOST_EVENTS_MAP, LostSource, PROCESS_EVENTS_MAP, PROCESS_LAYOUT_GLOBAL, ProcessEvent,
-    ProcessEventKind,
+    ProcessEventKind, TRACKED_TGIDS_MAP,
     process::{EXIT_GROUP_DEAD, EXIT_GROUP_DEAD_UNKNOWN, programs},
 };
 
-use crate::{config::EbpfConfig, metrics::register};
+use crate::{config::EbpfConfig, discovery::ProcessFilter, metrics::register};
 
 /// vigil's eBPF object, built by `build.rs`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vigil-ebpf"));
@@ -53,11 +54,12 @@ pub enum KernelError {
 
 /// The process programs: (program name, tracepoint category, tracepoint name), in attach order
 /// (`task_newtask` before `sched_process_fork`, so that forks can be classified from the start).
-const PROCESS_PROGRAMS: [(&str, &str, &str); 4] = [
+const PROCESS_PROGRAMS: [(&str, &str, &str); 5] = [
     (programs::EXEC, "sched", "sched_process_exec"),
     (programs::NEWTASK, "task", "task_newtask"),
     (programs::FORK, "sched", "sched_process_fork"),
     (programs::EXIT, "sched", "sched_process_exit"),
+    (programs::LISTEN, "syscalls", "sys_exit_listen"),
 ];
 
 /// The metric families of this stage.
@@ -135,7 +137,7 @@ impl KernelProbes {
         config: &EbpfConfig,
         tracefs: &Path,
         metrics: &KernelMetrics,
-    ) -> Result<(KernelProbes, KernelEvents), KernelError> {
+    ) -> Result<(KernelProbes, KernelEvents, TrackedTgids), KernelError> {
         let (layout, layout_errors) = layout::read_process_layout(tracefs);
         let mut ebpf = EbpfLoader::new()
             .override_global(PROCESS_LAYOUT_GLOBAL, &layout, true)
@@ -178,13 +180,44 @@ impl KernelProbes {
                 name: LOST_EVENTS_MAP,
                 source,
             })?;
+        let tracked =
+            BpfHashMap::try_from(take(TRACKED_TGIDS_MAP)?).map_err(|source| KernelError::Map {
+                name: TRACKED_TGIDS_MAP,
+                source,
+            })?;
         let events = KernelEvents {
             ring,
             lost,
             lost_seen: [0; LostSource::COUNT as usize],
             metrics: metrics.clone(),
         };
-        Ok((KernelProbes { _ebpf: ebpf }, events))
+        Ok((
+            KernelProbes { _ebpf: ebpf },
+            events,
+            TrackedTgids { map: tracked },
+        ))
+    }
+}
+
+/// The `TRACKED_TGIDS` filter map: the processes whose syscalls capture programs record.
+pub struct TrackedTgids {
+    map: BpfHashMap<MapData, u32, u32>,
+}
+
+impl ProcessFilter for TrackedTgids {
+    fn insert(&mut self, tgid: u32) -> Result<(), String> {
+        self.map
+            .insert(tgid, 0, 0)
+            .map_err(|error| error.to_string())
+    }
+
+    fn remove(&mut self, tgid: u32) {
+        // Absent already is fine: the goal is that it is not there.
+        let _ = self.map.remove(&tgid);
+    }
+
+    fn contains(&self, tgid: u32) -> bool {
+        self.map.get(&tgid, 0).is_ok()
     }
 }
 
@@ -237,6 +270,7 @@ pub fn event_label(event: &ProcessEvent) -> &'static str {
         Some(ProcessEventKind::ThreadSpawn) => "thread_spawn",
         Some(ProcessEventKind::ForkUnclassified) => "fork_unclassified",
         Some(ProcessEventKind::Exit) => exit_label(event),
+        Some(ProcessEventKind::Listen) => "listen",
         None => "malformed",
     }
 }
