@@ -31,6 +31,9 @@ declare -A test_packages=(
   [prometheus]=/usr/bin/promtool
   [wrk]=/usr/bin/wrk
   [procps]=/usr/bin/pgrep
+  # Node 20 and npm ship with this machine image; on a machine without them Debian's nodejs/npm stand in.
+  [nodejs]=/usr/bin/node
+  [npm]=/usr/bin/npm
 )
 
 missing=()

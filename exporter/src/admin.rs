@@ -7,7 +7,7 @@
 use std::{
     convert::Infallible,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
 };
@@ -52,8 +52,9 @@ impl Readiness {
 /// Everything the admin server reads.
 pub struct AdminState {
     pub registry: Registry,
-    pub readiness: Readiness,
-    pub discovery: Arc<Mutex<Discovery>>,
+    pub readiness: Arc<Readiness>,
+    /// Set once the eBPF programs are loaded (discovery writes their filter map).
+    pub discovery: Arc<OnceLock<Arc<Mutex<Discovery>>>>,
 }
 
 const LANDING_PAGE: &str = concat!(
@@ -101,14 +102,18 @@ fn route(state: &AdminState, request: &Request<hyper::body::Incoming>) -> Respon
                 format!("not ready: waiting for {what}\n"),
             ),
         },
-        "/debug/discovery" => {
-            let json = state
-                .discovery
-                .lock()
-                .expect("discovery lock poisoned")
-                .to_json();
-            respond(StatusCode::OK, "application/json", json.to_string())
-        }
+        "/debug/discovery" => match state.discovery.get() {
+            Some(discovery) => {
+                let discovery = discovery.lock().expect("discovery lock poisoned");
+                let json = discovery.to_json(std::time::Instant::now());
+                respond(StatusCode::OK, "application/json", json.to_string())
+            }
+            None => respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                TEXT,
+                "discovery has not started yet\n",
+            ),
+        },
         _ => respond(StatusCode::NOT_FOUND, TEXT, "not found; see /\n"),
     }
 }

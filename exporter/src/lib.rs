@@ -12,7 +12,7 @@ pub mod metrics;
 pub mod privileges;
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::Instant,
 };
 
@@ -31,32 +31,40 @@ use crate::{
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let registry = metrics::new_registry();
     let kernel_metrics = KernelMetrics::register(&registry);
-    let discovery = Discovery::new(&config.paths.procfs, DiscoveryMetrics::register(&registry));
-    let discovery = Arc::new(Mutex::new(discovery));
-    let state = Arc::new(AdminState {
-        registry,
-        readiness: Readiness::default(),
-        discovery: discovery.clone(),
-    });
-
+    let discovery_metrics = DiscoveryMetrics::register(&registry);
     let address = config.web.listen_address;
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address} (web.listen_address)"))?;
     tracing::info!(address = %listener.local_addr()?, "admin server listening");
+    let readiness = Arc::new(Readiness::default());
+    let discovery_slot = Arc::new(OnceLock::new());
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(admin::serve(listener, state.clone(), shutdown.clone()));
+    let state = Arc::new(AdminState {
+        registry,
+        readiness: readiness.clone(),
+        discovery: discovery_slot.clone(),
+    });
+    let server = tokio::spawn(admin::serve(listener, state, shutdown.clone()));
 
-    let (probes, mut kernel_events) =
+    let (probes, mut kernel_events, tracked) =
         KernelProbes::load(&config.ebpf, &config.paths.tracefs, &kernel_metrics)?;
-    state.readiness.set_probes_attached();
+    readiness.set_probes_attached();
+    let discovery = Discovery::new(
+        &config.paths.procfs,
+        &config.discovery,
+        Box::new(tracked),
+        discovery_metrics,
+    );
+    let discovery = Arc::new(Mutex::new(discovery));
+    let _ = discovery_slot.set(discovery.clone());
 
     let lock = || discovery.lock().expect("discovery lock poisoned");
     let seeded = lock()
         .reconcile(Instant::now())
         .context("first /proc scan")?;
     tracing::info!(processes = seeded.missed_exec, "first /proc scan done");
-    state.readiness.set_first_scan_done();
+    readiness.set_first_scan_done();
 
     let mut drain = tokio::time::interval(config.ebpf.drain_interval);
     drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -66,6 +74,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         reconcile_every,
     );
     reconcile.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut heartbeat = tokio::time::interval(config.discovery.heartbeat_interval);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut events = Vec::new();
     let stop = stop_signal();
     tokio::pin!(stop);
@@ -82,6 +92,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 discovery.retry_due(Instant::now());
                 events.clear();
             }
+            _ = heartbeat.tick() => lock().heartbeat(Instant::now()),
             _ = reconcile.tick() => {
                 if let Err(error) = lock().reconcile(Instant::now()) {
                     tracing::warn!(%error, "reconcile failed; trying again next interval");

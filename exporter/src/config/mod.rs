@@ -95,6 +95,9 @@ pub struct DiscoveryConfig {
     /// How often the process table is reconciled against a full /proc scan.
     #[serde(with = "humantime_serde")]
     pub reconcile_interval: Duration,
+    /// How often every instrumented process is checked: alive, and still in the in-kernel filter.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
 }
 
 /// One selector: a process matches when every criterion given matches (criteria left out match all).
@@ -104,6 +107,15 @@ pub struct Selector {
     /// TCP ports the process listens on, e.g. `"80,443,8000-8999"` or `[80, 443]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_ports: Option<PortRanges>,
+    /// Glob on the executable's path (`/proc/PID/exe`), e.g. `"*/node"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe_path: Option<globset::Glob>,
+    /// Glob on the command line, arguments joined by spaces, e.g. `"*server.js*"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd_args: Option<globset::Glob>,
+    /// `true`: only processes in a container (a container id in their cgroup); `false`: only host ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<bool>,
 }
 
 impl Config {
@@ -174,6 +186,11 @@ impl Config {
         if self.discovery.reconcile_interval < Duration::from_millis(100) {
             let key = "discovery.reconcile_interval";
             let got = humantime::format_duration(self.discovery.reconcile_interval);
+            return Err(origins.invalid(key, format!("{key} must be at least 100ms, got {got}")));
+        }
+        if self.discovery.heartbeat_interval < Duration::from_millis(100) {
+            let key = "discovery.heartbeat_interval";
+            let got = humantime::format_duration(self.discovery.heartbeat_interval);
             return Err(origins.invalid(key, format!("{key} must be at least 100ms, got {got}")));
         }
         if self.discovery.instrument.is_empty() {

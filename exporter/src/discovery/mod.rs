@@ -1,93 +1,181 @@
-//! Discovery: which processes run on the node, kept true while they come and go.
+//! Discovery: which processes run on the node, which are instrumented, and keeping that true while
+//! processes come and go.
 //!
-//! The table is seeded by one /proc scan at start, kept current by the kernel's exec/fork/exit events,
-//! and reconciled against a full /proc scan every `discovery.reconcile_interval`. Thread events never
-//! touch it: a process leaves only on a `group_dead` exit (or, on kernels without it, any exit) confirmed
-//! by /proc, or when a reconcile finds it gone. A /proc read that fails is retried with backoff until it
-//! succeeds or the process is gone; nothing is one-shot.
+//! The table is seeded by one /proc scan at start, kept current by the kernel's exec/fork/exit/listen
+//! events, and reconciled against a full /proc scan every `discovery.reconcile_interval`. Thread events
+//! never touch it: a process leaves on a `group_dead` exit (or, on kernels without it, any exit)
+//! confirmed by /proc, when a reconcile finds it gone, or when the heartbeat finds it dead.
+//!
+//! Each process is `candidate` (matches no selector yet: a port selector waits for a listener),
+//! `instrumented` (matches; its tgid is in the in-kernel filter map) or `excluded` (matches an
+//! exclusion, or is vigil). A process is re-evaluated when it execs, when it starts listening (an eBPF
+//! event, no polling), and on every reconcile. Every failed step (reading /proc, inserting the filter
+//! entry) is retried with backoff until it succeeds or the process is gone; nothing is one-shot. Every
+//! `discovery.heartbeat_interval` each instrumented process is checked: alive with the same start time,
+//! and its filter entry present (repaired when not).
 //!
 //! Metrics:
-//! - `vigil_reconcile_corrections_total{kind}`: corrections a reconcile made (`missed_exec`,
-//!   `missed_exit`, `pid_reused`); a non-zero rate means the event path lost something.
-//! - `vigil_instrumentation_errors_total{stage,reason}`: failed steps, each retried; stage `read_proc`
-//!   with reason `permission_denied`, `incomplete` or `other`.
+//! - `vigil_discovered_processes{state}`, `vigil_instrumented_processes`: processes by state.
+//! - `vigil_instrumentation_latency_seconds`: from the exec, fork or listen event that made a process
+//!   match to its filter entry being in place.
+//! - `vigil_reconcile_corrections_total{kind}`: `missed_exec`, `missed_exit`, `pid_reused`.
+//! - `vigil_heartbeat_failures_total{reason}`: `process_gone`, `filter_entry_missing` (repaired), or a
+//!   /proc read failure reason.
+//! - `vigil_instrumentation_errors_total{stage,reason}`: failed steps, each retried; stages `read_proc`,
+//!   `read_ports`, `filter_insert`.
 //! - `vigil_process_table_entries`: processes in the table.
 
+mod cgroup;
 mod process;
+mod selector;
 mod table;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     path::Path,
     time::{Duration, Instant},
 };
 
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use serde::Serialize;
-use vigil_common::{ProcessEvent, ProcessEventKind, process::EXIT_GROUP_DEAD_UNKNOWN};
+use vigil_common::{
+    ProcessEvent, ProcessEventKind,
+    process::{EXIT_GROUP_DEAD, EXIT_GROUP_DEAD_UNKNOWN},
+};
 
+pub use cgroup::ContainerRef;
 pub use process::{ProcReader, ProcessIdentity, ProcessInfo, ReadError};
+use selector::CompiledSelector;
 pub use table::{Corrections, ProcessTable, Upsert};
 
-use crate::metrics::register;
+use crate::{config::DiscoveryConfig, metrics::register};
 
 /// First retry delay after a failed step; doubled per attempt up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(20);
 const RETRY_MAX: Duration = Duration::from_secs(2);
+/// A process the kernel reported gone is still in /proc: expected for a moment, retried, not an error.
+const STILL_EXITING: &str = "still_exiting";
+
+/// The in-kernel set of instrumented tgids (the `TRACKED_TGIDS` map; a plain set in tests).
+pub trait ProcessFilter: Send {
+    fn insert(&mut self, tgid: u32) -> Result<(), String>;
+    fn remove(&mut self, tgid: u32);
+    fn contains(&self, tgid: u32) -> bool;
+}
+
+/// Where a process stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessState {
+    Candidate,
+    Instrumented,
+    Excluded,
+}
+
+impl ProcessState {
+    const ALL: [ProcessState; 3] = [
+        ProcessState::Candidate,
+        ProcessState::Instrumented,
+        ProcessState::Excluded,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            ProcessState::Candidate => "candidate",
+            ProcessState::Instrumented => "instrumented",
+            ProcessState::Excluded => "excluded",
+        }
+    }
+}
 
 /// The metric families of this stage.
 #[derive(Clone)]
 pub struct DiscoveryMetrics {
+    discovered: IntGaugeVec,
+    instrumented: IntGauge,
+    latency: Histogram,
     corrections: IntCounterVec,
+    heartbeat_failures: IntCounterVec,
     errors: IntCounterVec,
     table_entries: IntGauge,
 }
 
 impl DiscoveryMetrics {
     pub fn register(registry: &Registry) -> Self {
-        let corrections = register(
-            registry,
-            IntCounterVec::new(
-                Opts::new(
-                    "vigil_reconcile_corrections_total",
-                    "Corrections the /proc reconcile made to the process table, by kind; non-zero means the kernel event path lost something.",
-                ),
-                &["kind"],
-            )
-            .expect("static"),
-        );
-        for kind in ["missed_exec", "missed_exit", "pid_reused"] {
-            corrections.with_label_values(&[kind]);
-        }
-        DiscoveryMetrics {
-            corrections,
-            errors: register(
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            register(
                 registry,
-                IntCounterVec::new(
-                    Opts::new(
-                        "vigil_instrumentation_errors_total",
-                        "Failed discovery or instrumentation steps, by stage and reason; every one is retried.",
-                    ),
-                    &["stage", "reason"],
+                IntCounterVec::new(Opts::new(name, help), labels).expect("static"),
+            )
+        };
+        let metrics = DiscoveryMetrics {
+            discovered: register(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new("vigil_discovered_processes", "Processes in the process table, by state."),
+                    &["state"],
                 )
                 .expect("static"),
+            ),
+            instrumented: register(
+                registry,
+                IntGauge::new("vigil_instrumented_processes", "Processes whose tgid is in the in-kernel filter.")
+                    .expect("static"),
+            ),
+            latency: register(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "vigil_instrumentation_latency_seconds",
+                        "Time from the exec, fork or listen event that made a process match to its filter entry being in place.",
+                    )
+                    .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                )
+                .expect("static"),
+            ),
+            corrections: counter(
+                "vigil_reconcile_corrections_total",
+                "Corrections the /proc reconcile made to the process table, by kind; non-zero means the kernel event path lost something.",
+                &["kind"],
+            ),
+            heartbeat_failures: counter(
+                "vigil_heartbeat_failures_total",
+                "Heartbeat checks of instrumented processes that found something wrong, by reason (each is repaired).",
+                &["reason"],
+            ),
+            errors: counter(
+                "vigil_instrumentation_errors_total",
+                "Failed discovery or instrumentation steps, by stage and reason; every one is retried.",
+                &["stage", "reason"],
             ),
             table_entries: register(
                 registry,
                 IntGauge::new("vigil_process_table_entries", "Processes in vigil's process table.")
                     .expect("static"),
             ),
+        };
+        for kind in ["missed_exec", "missed_exit", "pid_reused"] {
+            metrics.corrections.with_label_values(&[kind]);
         }
+        for reason in ["process_gone", "filter_entry_missing"] {
+            metrics.heartbeat_failures.with_label_values(&[reason]);
+        }
+        metrics
     }
 }
 
 /// A step waiting to be tried again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PendingStep {
-    /// Read the process from /proc and record it.
+    /// Read the process from /proc, record and evaluate it.
     Read,
-    /// The process exited according to the kernel; drop it once /proc agrees.
+    /// Re-read its listening ports and evaluate it again.
+    Evaluate,
+    /// The process exited according to the kernel (`group_dead`); drop it once /proc agrees.
     ConfirmExit(ProcessIdentity),
+    /// A task of the process exited on a kernel that cannot say whether it was the last: drop the
+    /// process if /proc says it is gone, else it was a thread (checked once, not retried).
+    CheckExit(ProcessIdentity),
 }
 
 #[derive(Clone, Debug)]
@@ -95,59 +183,92 @@ struct Retry {
     step: PendingStep,
     attempts: u32,
     due: Instant,
-    last_error: Option<ReadError>,
+    /// Boot-clock time of the event that started this step, for the latency histogram.
+    trigger_boot_ns: Option<u64>,
+    last_error: String,
 }
 
-/// The discovery state: the process table and the steps still to retry.
+/// What discovery decided for one process.
+#[derive(Clone, Debug)]
+struct Decision {
+    identity: ProcessIdentity,
+    state: ProcessState,
+    reason: String,
+    ports: BTreeSet<u16>,
+    last_heartbeat: Option<Instant>,
+}
+
+/// Why a step failed: its stage and error, for the error counter.
+struct StepError {
+    stage: &'static str,
+    reason: &'static str,
+    message: String,
+}
+
+impl From<ReadError> for StepError {
+    fn from(error: ReadError) -> Self {
+        StepError {
+            stage: "read_proc",
+            reason: error.reason(),
+            message: error.to_string(),
+        }
+    }
+}
+
+/// The discovery state.
 pub struct Discovery {
     reader: ProcReader,
     table: ProcessTable,
+    decisions: BTreeMap<u32, Decision>,
     retries: BTreeMap<u32, Retry>,
+    instrument: Vec<CompiledSelector>,
+    exclude: Vec<CompiledSelector>,
+    own_pid: u32,
+    filter: Box<dyn ProcessFilter>,
     metrics: DiscoveryMetrics,
     ticks_per_second: u64,
 }
 
-/// One process as `/debug/discovery` shows it.
-#[derive(Serialize)]
-struct ProcessView<'a> {
-    pid: u32,
-    ns_pid: Option<u32>,
-    start_ticks: u64,
-    parent_pid: u32,
-    exe: Option<&'a Path>,
-    cmdline: &'a str,
-    cgroup: Option<&'a str>,
-    age_seconds: f64,
-}
-
 impl Discovery {
-    pub fn new(procfs: &Path, metrics: DiscoveryMetrics) -> Self {
+    pub fn new(
+        procfs: &Path,
+        config: &DiscoveryConfig,
+        filter: Box<dyn ProcessFilter>,
+        metrics: DiscoveryMetrics,
+    ) -> Self {
         Discovery {
             reader: ProcReader::new(procfs),
             table: ProcessTable::default(),
+            decisions: BTreeMap::new(),
             retries: BTreeMap::new(),
+            instrument: config
+                .instrument
+                .iter()
+                .map(CompiledSelector::from)
+                .collect(),
+            exclude: config
+                .exclude_instrument
+                .iter()
+                .map(CompiledSelector::from)
+                .collect(),
+            own_pid: std::process::id(),
+            filter,
             metrics,
             ticks_per_second: procfs::ticks_per_second(),
         }
     }
 
-    /// A full /proc scan: processes that vanish mid-scan are skipped, other failures are queued for retry.
-    fn scan(&mut self, now: Instant) -> Result<Vec<ProcessInfo>, ReadError> {
+    /// Makes the table match /proc, counts the corrections, and re-evaluates every process that is not
+    /// instrumented (its ports may have changed unseen). The first call seeds the table.
+    pub fn reconcile(&mut self, now: Instant) -> Result<Corrections, ReadError> {
         let mut live = Vec::new();
         for pid in self.reader.pids()? {
             match self.reader.read(pid) {
                 Ok(info) => live.push(info),
-                Err(ReadError::NotFound) => {}
-                Err(error) => self.schedule(pid, PendingStep::Read, error, now),
+                Err(ReadError::NotFound | ReadError::Thread { .. }) => {}
+                Err(error) => self.fail(pid, PendingStep::Read, None, error.into(), 0, now),
             }
         }
-        Ok(live)
-    }
-
-    /// Makes the table match /proc and counts the corrections. The first call seeds the table (its
-    /// insertions are not corrections).
-    pub fn reconcile(&mut self, now: Instant) -> Result<Corrections, ReadError> {
-        let live = self.scan(now)?;
         let seeding = self.table.is_empty();
         let corrections = self.table.reconcile(live);
         if !seeding {
@@ -165,13 +286,28 @@ impl Discovery {
                 tracing::info!(?corrections, "reconcile corrected the process table");
             }
         }
-        self.metrics.table_entries.set(self.table.len() as i64);
+        self.forget_departed();
+        let to_evaluate: Vec<u32> = self
+            .table
+            .iter()
+            .map(|info| info.identity.pid)
+            .filter(|pid| {
+                self.decisions
+                    .get(pid)
+                    .is_none_or(|decision| decision.state == ProcessState::Candidate)
+            })
+            .collect();
+        for pid in to_evaluate {
+            self.try_step(pid, PendingStep::Evaluate, None, 0, now);
+        }
+        self.update_gauges();
         Ok(corrections)
     }
 
-    /// Applies kernel events to the table.
+    /// Applies kernel events.
     pub fn handle(&mut self, events: &[ProcessEvent], now: Instant) {
         for event in events {
+            let trigger = Some(event.boot_time_ns);
             match ProcessEventKind::from_u32(event.kind) {
                 Some(
                     ProcessEventKind::Exec
@@ -179,22 +315,30 @@ impl Discovery {
                     | ProcessEventKind::ForkUnclassified,
                 ) => {
                     self.retries.remove(&event.tgid);
-                    self.try_step(event.tgid, PendingStep::Read, 0, now);
+                    self.try_step(event.tgid, PendingStep::Read, trigger, 0, now);
                 }
-                Some(ProcessEventKind::Exit) => {
-                    let group_dead = event.flags & vigil_common::process::EXIT_GROUP_DEAD != 0;
-                    let unconfirmed = event.flags & EXIT_GROUP_DEAD_UNKNOWN != 0;
-                    if let Some(info) = self.table.get(event.tgid)
-                        && (group_dead || unconfirmed)
-                    {
-                        let step = PendingStep::ConfirmExit(info.identity);
-                        self.try_step(event.tgid, step, 0, now);
+                Some(ProcessEventKind::Listen) => {
+                    let step = match self.table.get(event.tgid) {
+                        Some(_) => PendingStep::Evaluate,
+                        None => PendingStep::Read,
+                    };
+                    self.try_step(event.tgid, step, trigger, 0, now);
+                }
+                Some(ProcessEventKind::Exit)
+                    if event.flags & (EXIT_GROUP_DEAD | EXIT_GROUP_DEAD_UNKNOWN) != 0 =>
+                {
+                    if let Some(info) = self.table.get(event.tgid) {
+                        let step = match event.flags & EXIT_GROUP_DEAD != 0 {
+                            true => PendingStep::ConfirmExit(info.identity),
+                            false => PendingStep::CheckExit(info.identity),
+                        };
+                        self.try_step(event.tgid, step, None, 0, now);
                     }
                 }
-                Some(ProcessEventKind::ThreadSpawn) | None => {}
+                Some(ProcessEventKind::Exit | ProcessEventKind::ThreadSpawn) | None => {}
             }
         }
-        self.metrics.table_entries.set(self.table.len() as i64);
+        self.update_gauges();
     }
 
     /// Tries again every step whose backoff has passed.
@@ -207,92 +351,309 @@ impl Discovery {
             .collect();
         for (pid, retry) in due {
             self.retries.remove(&pid);
-            self.try_step(pid, retry.step, retry.attempts, now);
+            self.try_step(pid, retry.step, retry.trigger_boot_ns, retry.attempts, now);
         }
-        self.metrics.table_entries.set(self.table.len() as i64);
+        self.update_gauges();
     }
 
-    fn try_step(&mut self, pid: u32, step: PendingStep, attempts: u32, now: Instant) {
+    /// Confirms every instrumented process is alive (same start time, not a zombie) and still in the
+    /// filter; drops the dead and repairs missing entries.
+    pub fn heartbeat(&mut self, now: Instant) {
+        let instrumented: Vec<ProcessIdentity> = self
+            .decisions
+            .values()
+            .filter(|decision| decision.state == ProcessState::Instrumented)
+            .map(|decision| decision.identity)
+            .collect();
+        for identity in instrumented {
+            match self.reader.is_alive(identity) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.metrics
+                        .heartbeat_failures
+                        .with_label_values(&["process_gone"])
+                        .inc();
+                    self.table.remove(identity);
+                    self.forget_departed();
+                    continue;
+                }
+                Err(error) => {
+                    self.metrics
+                        .heartbeat_failures
+                        .with_label_values(&[error.reason()])
+                        .inc();
+                    continue;
+                }
+            }
+            if !self.filter.contains(identity.pid) {
+                self.metrics
+                    .heartbeat_failures
+                    .with_label_values(&["filter_entry_missing"])
+                    .inc();
+                tracing::warn!(
+                    pid = identity.pid,
+                    "filter entry of an instrumented process was missing; restoring it"
+                );
+                if let Err(message) = self.filter.insert(identity.pid) {
+                    let error = StepError {
+                        stage: "filter_insert",
+                        reason: "map_update",
+                        message,
+                    };
+                    self.fail(identity.pid, PendingStep::Evaluate, None, error, 0, now);
+                    continue;
+                }
+            }
+            if let Some(decision) = self.decisions.get_mut(&identity.pid) {
+                decision.last_heartbeat = Some(now);
+            }
+        }
+        self.update_gauges();
+    }
+
+    fn try_step(
+        &mut self,
+        pid: u32,
+        step: PendingStep,
+        trigger: Option<u64>,
+        attempts: u32,
+        now: Instant,
+    ) {
         let result = match step {
             PendingStep::Read => match self.reader.read(pid) {
                 Ok(info) => {
                     if let Upsert::Replaced(old) = self.table.upsert(info) {
                         tracing::debug!(pid, old_start_ticks = old.start_ticks, "pid reused");
                     }
-                    Ok(())
+                    self.evaluate(pid, trigger)
                 }
-                // Gone, or a thread: nothing to record. A reused pid's old owner goes too.
-                Err(ReadError::NotFound | ReadError::Thread { .. }) => Ok(()),
-                Err(error) => Err(error),
+                // Gone, or a thread: nothing to record. What the table held for the pid is stale.
+                Err(ReadError::NotFound | ReadError::Thread { .. }) => {
+                    if let Some(info) = self.table.get(pid).cloned() {
+                        self.confirm_exit(info.identity)
+                    } else {
+                        Ok(())
+                    }
+                }
+                Err(error) => Err(error.into()),
             },
-            PendingStep::ConfirmExit(identity) => match self.reader.is_alive(identity) {
-                Ok(false) => {
-                    self.table.remove(identity);
-                    Ok(())
-                }
-                // Still exiting: the kernel fires the exit before the task is reaped.
-                Ok(true) => Err(ReadError::Incomplete(format!("pid {pid} still exiting"))),
-                Err(error) => Err(error),
+            PendingStep::Evaluate => self.evaluate(pid, trigger),
+            PendingStep::ConfirmExit(identity) => self.confirm_exit(identity),
+            PendingStep::CheckExit(identity) => match self.confirm_exit(identity) {
+                Err(error) if error.reason == STILL_EXITING => Ok(()),
+                other => other,
             },
         };
         if let Err(error) = result {
-            if !matches!(step, PendingStep::ConfirmExit(_)) {
-                self.metrics
-                    .errors
-                    .with_label_values(&["read_proc", error.reason()])
-                    .inc();
-            }
-            self.schedule_after(pid, step, error, attempts + 1, now);
+            self.fail(pid, step, trigger, error, attempts + 1, now);
         }
     }
 
-    fn schedule(&mut self, pid: u32, step: PendingStep, error: ReadError, now: Instant) {
-        self.metrics
-            .errors
-            .with_label_values(&["read_proc", error.reason()])
-            .inc();
-        self.schedule_after(pid, step, error, 1, now);
+    fn confirm_exit(&mut self, identity: ProcessIdentity) -> Result<(), StepError> {
+        match self.reader.is_alive(identity) {
+            Ok(false) => {
+                self.table.remove(identity);
+                self.forget_departed();
+                Ok(())
+            }
+            // Still exiting: the kernel fires the exit before the task is reaped. Not an error.
+            Ok(true) => Err(StepError {
+                stage: "confirm_exit",
+                reason: STILL_EXITING,
+                message: format!("pid {} still exiting", identity.pid),
+            }),
+            Err(error) => Err(error.into()),
+        }
     }
 
-    fn schedule_after(
+    /// Decides the state of `pid` (in the table) and applies it to the filter.
+    fn evaluate(&mut self, pid: u32, trigger: Option<u64>) -> Result<(), StepError> {
+        let Some(info) = self.table.get(pid).cloned() else {
+            return Ok(());
+        };
+        let needs_ports = self
+            .instrument
+            .iter()
+            .chain(&self.exclude)
+            .any(CompiledSelector::needs_ports);
+        let ports = match needs_ports {
+            true => match self.reader.listening_ports(pid) {
+                Ok(ports) => ports,
+                Err(ReadError::NotFound) => return self.confirm_exit(info.identity),
+                Err(error) => {
+                    return Err(StepError {
+                        stage: "read_ports",
+                        reason: error.reason(),
+                        message: error.to_string(),
+                    });
+                }
+            },
+            false => BTreeSet::new(),
+        };
+        let (state, reason) = if pid == self.own_pid {
+            (ProcessState::Excluded, "vigil itself".to_owned())
+        } else if self
+            .exclude
+            .iter()
+            .any(|selector| selector.matches(&info, &ports))
+        {
+            (
+                ProcessState::Excluded,
+                "matches discovery.exclude_instrument".to_owned(),
+            )
+        } else if let Some(index) = self
+            .instrument
+            .iter()
+            .position(|selector| selector.matches(&info, &ports))
+        {
+            (
+                ProcessState::Instrumented,
+                format!("matches discovery.instrument[{index}]"),
+            )
+        } else {
+            (
+                ProcessState::Candidate,
+                "matches no discovery.instrument selector (yet)".to_owned(),
+            )
+        };
+
+        let was_instrumented = self.decisions.get(&pid).is_some_and(|old| {
+            old.identity == info.identity && old.state == ProcessState::Instrumented
+        });
+        let mut decision = Decision {
+            identity: info.identity,
+            state,
+            reason,
+            ports,
+            last_heartbeat: None,
+        };
+        match (state == ProcessState::Instrumented, was_instrumented) {
+            (true, false) => {
+                if let Err(message) = self.filter.insert(pid) {
+                    decision.state = ProcessState::Candidate;
+                    decision.reason = format!("filter insert failed: {message}");
+                    self.decisions.insert(pid, decision);
+                    return Err(StepError {
+                        stage: "filter_insert",
+                        reason: "map_update",
+                        message,
+                    });
+                }
+                if let Some(trigger) = trigger {
+                    let elapsed_ns = boot_time_ns().saturating_sub(trigger);
+                    self.metrics.latency.observe(elapsed_ns as f64 / 1e9);
+                }
+                tracing::info!(pid, exe = ?info.exe, cmdline = %info.cmdline, "instrumented");
+            }
+            (false, true) => self.filter.remove(pid),
+            _ => {}
+        }
+        if let Some(old) = self
+            .decisions
+            .get(&pid)
+            .filter(|old| old.identity == info.identity)
+        {
+            decision.last_heartbeat = old.last_heartbeat;
+        }
+        self.decisions.insert(pid, decision);
+        Ok(())
+    }
+
+    /// Drops the decisions (and filter entries) of processes no longer in the table.
+    fn forget_departed(&mut self) {
+        let table = &self.table;
+        let filter = &mut self.filter;
+        self.decisions.retain(|pid, decision| {
+            let present = table
+                .get(*pid)
+                .is_some_and(|info| info.identity == decision.identity);
+            if !present && decision.state == ProcessState::Instrumented {
+                filter.remove(*pid);
+            }
+            present
+        });
+    }
+
+    fn fail(
         &mut self,
         pid: u32,
         step: PendingStep,
-        error: ReadError,
+        trigger: Option<u64>,
+        error: StepError,
         attempts: u32,
         now: Instant,
     ) {
+        if error.reason != STILL_EXITING {
+            self.metrics
+                .errors
+                .with_label_values(&[error.stage, error.reason])
+                .inc();
+        }
+        let attempts = attempts.max(1);
         let delay = RETRY_FIRST
             .saturating_mul(1 << attempts.min(16))
             .min(RETRY_MAX);
-        tracing::debug!(pid, ?step, attempts, %error, ?delay, "step failed; retrying");
+        tracing::debug!(pid, ?step, attempts, error = %error.message, ?delay, "step failed; retrying");
         self.retries.insert(
             pid,
             Retry {
                 step,
                 attempts,
                 due: now + delay,
-                last_error: Some(error),
+                trigger_boot_ns: trigger,
+                last_error: error.message,
             },
         );
     }
 
+    fn update_gauges(&self) {
+        for state in ProcessState::ALL {
+            let count = self
+                .decisions
+                .values()
+                .filter(|decision| decision.state == state)
+                .count();
+            self.metrics
+                .discovered
+                .with_label_values(&[state.label()])
+                .set(count as i64);
+        }
+        let instrumented = self
+            .decisions
+            .values()
+            .filter(|d| d.state == ProcessState::Instrumented)
+            .count();
+        self.metrics.instrumented.set(instrumented as i64);
+        self.metrics.table_entries.set(self.table.len() as i64);
+    }
+
     /// The table for `/debug/discovery`.
-    pub fn to_json(&self) -> serde_json::Value {
-        let now_ticks = boot_time_ticks(self.ticks_per_second);
-        let processes: Vec<ProcessView> = self
+    pub fn to_json(&self, now: Instant) -> serde_json::Value {
+        let now_ticks =
+            (u128::from(boot_time_ns()) * u128::from(self.ticks_per_second) / 1_000_000_000) as u64;
+        let processes: Vec<serde_json::Value> = self
             .table
             .iter()
-            .map(|info| ProcessView {
-                pid: info.identity.pid,
-                ns_pid: info.ns_pid,
-                start_ticks: info.identity.start_ticks,
-                parent_pid: info.parent_pid,
-                exe: info.exe.as_deref(),
-                cmdline: &info.cmdline,
-                cgroup: info.cgroup.as_deref(),
-                age_seconds: now_ticks.saturating_sub(info.identity.start_ticks) as f64
-                    / self.ticks_per_second as f64,
+            .map(|info| {
+                let decision = self.decisions.get(&info.identity.pid).filter(|d| d.identity == info.identity);
+                serde_json::json!({
+                    "pid": info.identity.pid,
+                    "ns_pid": info.ns_pid,
+                    "start_ticks": info.identity.start_ticks,
+                    "parent_pid": info.parent_pid,
+                    "exe": info.exe,
+                    "cmdline": info.cmdline,
+                    "cgroup": info.cgroup,
+                    "container_id": info.container.container_id,
+                    "pod_uid": info.container.pod_uid,
+                    "state": decision.map(|d| d.state),
+                    "reason": decision.map(|d| d.reason.as_str()),
+                    "listening_ports": decision.map(|d| &d.ports),
+                    "age_seconds": now_ticks.saturating_sub(info.identity.start_ticks) as f64 / self.ticks_per_second as f64,
+                    "last_heartbeat_seconds_ago": decision
+                        .and_then(|d| d.last_heartbeat)
+                        .map(|at| now.duration_since(at).as_secs_f64()),
+                })
             })
             .collect();
         let retries: Vec<serde_json::Value> = self
@@ -303,7 +664,7 @@ impl Discovery {
                     "pid": pid,
                     "step": format!("{:?}", retry.step),
                     "attempts": retry.attempts,
-                    "last_error": retry.last_error.as_ref().map(ToString::to_string),
+                    "last_error": retry.last_error,
                 })
             })
             .collect();
@@ -311,8 +672,11 @@ impl Discovery {
     }
 }
 
-/// Time since boot in clock ticks, the unit of `/proc/PID/stat` start times.
-fn boot_time_ticks(ticks_per_second: u64) -> u64 {
+/// `CLOCK_BOOTTIME` in nanoseconds: the clock of `bpf_ktime_get_boot_ns`.
+fn boot_time_ns() -> u64 {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-    now.tv_sec as u64 * ticks_per_second + now.tv_nsec as u64 * ticks_per_second / 1_000_000_000
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,10 +1,19 @@
 //! Reading one process from /proc: its identity (pid, start time), parent, namespaced pid, executable,
 //! command line and cgroup.
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+};
 
-use procfs::{ProcError, process::Process};
+use procfs::{
+    ProcError,
+    net::TcpState,
+    process::{FDTarget, Process},
+};
 use serde::Serialize;
+
+use super::cgroup::ContainerRef;
 
 /// Longest command line kept (bytes); longer ones are cut at a character boundary.
 const CMDLINE_MAX: usize = 256;
@@ -32,6 +41,8 @@ pub struct ProcessInfo {
     pub cmdline: String,
     /// The cgroup v2 path (`0::` line of `/proc/PID/cgroup`).
     pub cgroup: Option<String>,
+    /// Container and pod, parsed from `cgroup`.
+    pub container: ContainerRef,
 }
 
 /// Why a process could not be read; each is a reason label, and none is final (the caller retries).
@@ -167,6 +178,10 @@ impl ProcReader {
                 "pid {pid} was reused while being read"
             )));
         }
+        let container = cgroup
+            .as_deref()
+            .map(ContainerRef::from_cgroup_path)
+            .unwrap_or_default();
         Ok(ProcessInfo {
             identity,
             parent_pid: stat.ppid as u32,
@@ -174,7 +189,34 @@ impl ProcReader {
             exe,
             cmdline,
             cgroup,
+            container,
         })
+    }
+
+    /// The TCP ports `pid` listens on: its socket fds matched against the listening sockets of its own
+    /// network namespace (`/proc/PID/net/tcp{,6}`).
+    pub fn listening_ports(&self, pid: u32) -> Result<BTreeSet<u16>, ReadError> {
+        let process = self.open(pid)?;
+        let mut listening = std::collections::BTreeMap::new();
+        for entry in process.tcp()?.into_iter().chain(process.tcp6()?) {
+            if entry.state == TcpState::Listen {
+                listening.insert(entry.inode, entry.local_address.port());
+            }
+        }
+        if listening.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let mut ports = BTreeSet::new();
+        for fd in process.fd()? {
+            // An fd closed while we iterate is simply not there any more.
+            let Ok(fd) = fd else { continue };
+            if let FDTarget::Socket(inode) = fd.target
+                && let Some(port) = listening.get(&inode)
+            {
+                ports.insert(*port);
+            }
+        }
+        Ok(ports)
     }
 
     /// The pids of every process in /proc now.

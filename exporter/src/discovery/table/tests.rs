@@ -8,6 +8,7 @@ fn process(pid: u32, start_ticks: u64, exe: &str) -> ProcessInfo {
         exe: Some(exe.into()),
         cmdline: exe.to_owned(),
         cgroup: None,
+        container: Default::default(),
     }
 }
 

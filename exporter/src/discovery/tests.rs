@@ -1,0 +1,220 @@
+//! The supervisor against real processes on this machine's /proc, with an in-memory filter.
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+};
+
+use super::*;
+
+/// A filter whose contents the test can see and tamper with.
+#[derive(Clone, Default)]
+struct SharedFilter(Arc<Mutex<BTreeSet<u32>>>);
+
+impl ProcessFilter for SharedFilter {
+    fn insert(&mut self, tgid: u32) -> Result<(), String> {
+        self.0.lock().unwrap().insert(tgid);
+        Ok(())
+    }
+    fn remove(&mut self, tgid: u32) {
+        self.0.lock().unwrap().remove(&tgid);
+    }
+    fn contains(&self, tgid: u32) -> bool {
+        self.0.lock().unwrap().contains(&tgid)
+    }
+}
+
+fn discovery(yaml: &str) -> (Discovery, SharedFilter, prometheus::Registry) {
+    let config: DiscoveryConfig = serde_yaml::from_str(yaml).unwrap();
+    let registry = prometheus::Registry::new();
+    let filter = SharedFilter::default();
+    let metrics = DiscoveryMetrics::register(&registry);
+    let discovery = Discovery::new(
+        Path::new("/proc"),
+        &config,
+        Box::new(filter.clone()),
+        metrics,
+    );
+    (discovery, filter, registry)
+}
+
+fn sample(registry: &prometheus::Registry, sample: &str) -> f64 {
+    let text = crate::metrics::encode(registry);
+    text.lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn sleeper(tag: &str) -> Child {
+    Command::new("sh")
+        .args(["-c", &format!("exec sleep 30 # {tag}")])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn state_of(discovery: &Discovery, pid: u32) -> Option<ProcessState> {
+    discovery.decisions.get(&pid).map(|decision| decision.state)
+}
+
+const BY_CMDLINE: &str = "instrument: [{cmd_args: '*sleep 30*'}]
+exclude_instrument: []
+reconcile_interval: 10s
+heartbeat_interval: 2s";
+
+#[test]
+fn first_scan_instruments_matching_processes_and_never_vigil_itself() {
+    let mut child = sleeper("first-scan");
+    let (mut discovery, filter, registry) = discovery(
+        "instrument: [{cmd_args: '*'}]\nexclude_instrument: [{exe_path: '*/sh'}]\nreconcile_interval: 10s\nheartbeat_interval: 2s",
+    );
+    // `exec sleep` may not have happened yet: wait for the child's exe to be sleep.
+    while std::fs::read_link(format!("/proc/{}/exe", child.id()))
+        .is_ok_and(|exe| exe.ends_with("sh"))
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    discovery.reconcile(Instant::now()).unwrap();
+    assert_eq!(
+        state_of(&discovery, child.id()),
+        Some(ProcessState::Instrumented)
+    );
+    assert!(filter.contains(child.id()));
+    assert_eq!(
+        state_of(&discovery, std::process::id()),
+        Some(ProcessState::Excluded),
+        "vigil itself"
+    );
+    assert!(!filter.contains(std::process::id()));
+    assert!(sample(&registry, "vigil_instrumented_processes") >= 1.0);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn heartbeat_drops_the_dead_and_repairs_a_missing_filter_entry() {
+    let mut child = sleeper("heartbeat");
+    let (mut discovery, filter, registry) = discovery(BY_CMDLINE);
+    let pid = child.id();
+    std::thread::sleep(Duration::from_millis(50));
+    discovery.reconcile(Instant::now()).unwrap();
+    assert!(filter.contains(pid));
+
+    // Someone removed the entry from the kernel map: the heartbeat puts it back and counts it.
+    filter.0.lock().unwrap().remove(&pid);
+    discovery.heartbeat(Instant::now());
+    assert!(filter.contains(pid));
+    assert_eq!(
+        sample(
+            &registry,
+            "vigil_heartbeat_failures_total{reason=\"filter_entry_missing\"}"
+        ),
+        1.0
+    );
+
+    // The process dies without any exit event reaching discovery: the heartbeat notices.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    discovery.heartbeat(Instant::now());
+    assert!(!filter.contains(pid));
+    assert_eq!(state_of(&discovery, pid), None);
+    assert_eq!(
+        sample(
+            &registry,
+            "vigil_heartbeat_failures_total{reason=\"process_gone\"}"
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn a_late_listener_is_instrumented_when_it_listens() {
+    // This test process itself plays the late listener; the selector matches its port only.
+    let (mut discovery, filter, _) = discovery(
+        "instrument: [{open_ports: '1-65535'}]\nexclude_instrument: []\nreconcile_interval: 10s\nheartbeat_interval: 2s",
+    );
+    discovery.own_pid = 0; // evaluate this process as if it were anyone else
+    let me = std::process::id();
+    discovery.reconcile(Instant::now()).unwrap();
+    assert_eq!(
+        state_of(&discovery, me),
+        Some(ProcessState::Candidate),
+        "no listener yet"
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = ProcessEvent {
+        kind: ProcessEventKind::Listen as u32,
+        flags: 0,
+        pid: me,
+        tgid: me,
+        related_pid: 0,
+        reserved: 0,
+        boot_time_ns: boot_time_ns(),
+        cgroup_id: 0,
+        comm: [0; 16],
+    };
+    discovery.handle(&[listen], Instant::now());
+    assert_eq!(state_of(&discovery, me), Some(ProcessState::Instrumented));
+    assert!(filter.contains(me));
+    let port = listener.local_addr().unwrap().port();
+    assert!(
+        discovery.decisions[&me].ports.contains(&port),
+        "its port {port} was read"
+    );
+}
+
+#[test]
+fn an_exit_event_drops_the_process_once_proc_agrees() {
+    let mut child = sleeper("exit");
+    let (mut discovery, filter, _) = discovery(BY_CMDLINE);
+    let pid = child.id();
+    std::thread::sleep(Duration::from_millis(50));
+    discovery.reconcile(Instant::now()).unwrap();
+    assert!(filter.contains(pid));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let exit = ProcessEvent {
+        kind: ProcessEventKind::Exit as u32,
+        flags: EXIT_GROUP_DEAD,
+        pid,
+        tgid: pid,
+        related_pid: 0,
+        reserved: 0,
+        boot_time_ns: boot_time_ns(),
+        cgroup_id: 0,
+        comm: [0; 16],
+    };
+    discovery.handle(&[exit], Instant::now());
+    assert!(discovery.table.get(pid).is_none());
+    assert!(!filter.contains(pid));
+}
+
+#[test]
+fn an_unconfirmed_exit_of_a_live_process_is_a_thread_exit_and_not_retried() {
+    let mut child = sleeper("unconfirmed");
+    let (mut discovery, filter, _) = discovery(BY_CMDLINE);
+    let pid = child.id();
+    std::thread::sleep(Duration::from_millis(50));
+    discovery.reconcile(Instant::now()).unwrap();
+    let exit = ProcessEvent {
+        kind: ProcessEventKind::Exit as u32,
+        flags: EXIT_GROUP_DEAD_UNKNOWN,
+        pid: pid + 1,
+        tgid: pid,
+        related_pid: 0,
+        reserved: 0,
+        boot_time_ns: boot_time_ns(),
+        cgroup_id: 0,
+        comm: [0; 16],
+    };
+    discovery.handle(&[exit], Instant::now());
+    assert!(filter.contains(pid), "still instrumented");
+    assert!(
+        discovery.retries.is_empty(),
+        "nothing left to retry: {:?}",
+        discovery.retries
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
