@@ -9,7 +9,13 @@ use std::{
 
 use vigil_integration::{Vigil, eventually, require_root, sample_value, workload_binary};
 
-const PROGRAMS: [&str; 4] = ["vigil_exec", "vigil_newtask", "vigil_fork", "vigil_exit"];
+const PROGRAMS: [&str; 5] = [
+    "vigil_exec",
+    "vigil_newtask",
+    "vigil_fork",
+    "vigil_exit",
+    "vigil_listen",
+];
 
 fn events(vigil: &Vigil, event: &str) -> f64 {
     vigil.metric(&format!("vigil_process_events_total{{event=\"{event}\"}}"))
@@ -247,4 +253,52 @@ fn refuses_to_start_without_capabilities_naming_them() {
         !stderr.contains("CAP_SYS_PTRACE"),
         "only what is missing is named: {stderr}"
     );
+}
+
+#[test]
+fn a_program_that_cannot_load_is_reported_and_vigil_keeps_serving() {
+    if !require_root("a_program_that_cannot_load_is_reported_and_vigil_keeps_serving") {
+        return;
+    }
+    // A tracefs copy whose task_newtask has no format file: vigil_newtask cannot be prepared.
+    let tracefs = tempfile::tempdir().unwrap();
+    for (category, name) in [
+        ("sched", "sched_process_exec"),
+        ("sched", "sched_process_fork"),
+        ("sched", "sched_process_exit"),
+        ("syscalls", "sys_exit_listen"),
+    ] {
+        let dir = tracefs.path().join("events").join(category).join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let real = format!("/sys/kernel/tracing/events/{category}/{name}/format");
+        std::fs::copy(real, dir.join("format")).unwrap();
+    }
+    let vigil = Vigil::start(&format!(
+        "paths:\n  tracefs: {}\n",
+        tracefs.path().display()
+    ));
+    assert_eq!(
+        vigil.metric("vigil_probes_attached{program=\"vigil_newtask\"}"),
+        0.0
+    );
+    assert_eq!(
+        vigil.metric("vigil_probe_errors_total{program=\"vigil_newtask\",stage=\"layout\"}"),
+        1.0
+    );
+    assert_eq!(
+        vigil.metric("vigil_probes_attached{program=\"vigil_exit\"}"),
+        1.0
+    );
+    assert!(
+        vigil.log().contains("task_newtask"),
+        "the log names what failed:\n{}",
+        vigil.log()
+    );
+    // Without clone flags, forks still arrive, as unclassified: nothing is lost.
+    let before = events(&vigil, "fork_unclassified");
+    Command::new("true").status().unwrap();
+    assert!(eventually(Duration::from_secs(5), || events(
+        &vigil,
+        "fork_unclassified"
+    ) > before));
 }
