@@ -54,6 +54,21 @@ fn sleeper(tag: &str) -> Child {
         .unwrap()
 }
 
+/// A kernel event about task `pid` of process `tgid`, stamped now.
+fn event(kind: ProcessEventKind, flags: u32, pid: u32, tgid: u32) -> ProcessEvent {
+    ProcessEvent {
+        kind: kind as u32,
+        flags,
+        pid,
+        tgid,
+        related_pid: 0,
+        reserved: 0,
+        boot_time_ns: boot_time_ns(),
+        cgroup_id: 0,
+        comm: [0; 16],
+    }
+}
+
 fn state_of(discovery: &Discovery, pid: u32) -> Option<ProcessState> {
     discovery.decisions.get(&pid).map(|decision| decision.state)
 }
@@ -143,17 +158,7 @@ fn a_late_listener_is_instrumented_when_it_listens() {
         "no listener yet"
     );
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let listen = ProcessEvent {
-        kind: ProcessEventKind::Listen as u32,
-        flags: 0,
-        pid: me,
-        tgid: me,
-        related_pid: 0,
-        reserved: 0,
-        boot_time_ns: boot_time_ns(),
-        cgroup_id: 0,
-        comm: [0; 16],
-    };
+    let listen = event(ProcessEventKind::Listen, 0, me, me);
     discovery.handle(&[listen], Instant::now());
     assert_eq!(state_of(&discovery, me), Some(ProcessState::Instrumented));
     assert!(filter.contains(me));
@@ -174,17 +179,7 @@ fn an_exit_event_drops_the_process_once_proc_agrees() {
     assert!(filter.contains(pid));
     child.kill().unwrap();
     child.wait().unwrap();
-    let exit = ProcessEvent {
-        kind: ProcessEventKind::Exit as u32,
-        flags: EXIT_GROUP_DEAD,
-        pid,
-        tgid: pid,
-        related_pid: 0,
-        reserved: 0,
-        boot_time_ns: boot_time_ns(),
-        cgroup_id: 0,
-        comm: [0; 16],
-    };
+    let exit = event(ProcessEventKind::Exit, EXIT_GROUP_DEAD, pid, pid);
     discovery.handle(&[exit], Instant::now());
     assert!(discovery.table.get(pid).is_none());
     assert!(!filter.contains(pid));
@@ -197,17 +192,12 @@ fn an_unconfirmed_exit_of_a_live_process_is_a_thread_exit_and_not_retried() {
     let pid = child.id();
     std::thread::sleep(Duration::from_millis(50));
     discovery.reconcile(Instant::now()).unwrap();
-    let exit = ProcessEvent {
-        kind: ProcessEventKind::Exit as u32,
-        flags: EXIT_GROUP_DEAD_UNKNOWN,
-        pid: pid + 1,
-        tgid: pid,
-        related_pid: 0,
-        reserved: 0,
-        boot_time_ns: boot_time_ns(),
-        cgroup_id: 0,
-        comm: [0; 16],
-    };
+    let exit = event(
+        ProcessEventKind::Exit,
+        EXIT_GROUP_DEAD_UNKNOWN,
+        pid + 1,
+        pid,
+    );
     discovery.handle(&[exit], Instant::now());
     assert!(filter.contains(pid), "still instrumented");
     assert!(
