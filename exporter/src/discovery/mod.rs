@@ -223,6 +223,8 @@ pub struct Discovery {
     retries: BTreeMap<u32, Retry>,
     instrument: Vec<CompiledSelector>,
     exclude: Vec<CompiledSelector>,
+    /// Whether any selector matches on ports (only then are a process's sockets read).
+    selectors_need_ports: bool,
     own_pid: u32,
     filter: Box<dyn ProcessFilter>,
     metrics: DiscoveryMetrics,
@@ -236,21 +238,28 @@ impl Discovery {
         filter: Box<dyn ProcessFilter>,
         metrics: DiscoveryMetrics,
     ) -> Self {
+        let instrument: Vec<CompiledSelector> = config
+            .instrument
+            .iter()
+            .map(CompiledSelector::from)
+            .collect();
+        let exclude: Vec<CompiledSelector> = config
+            .exclude_instrument
+            .iter()
+            .map(CompiledSelector::from)
+            .collect();
+        let selectors_need_ports = instrument
+            .iter()
+            .chain(&exclude)
+            .any(CompiledSelector::needs_ports);
         Discovery {
             reader: ProcReader::new(procfs),
             table: ProcessTable::default(),
             decisions: BTreeMap::new(),
             retries: BTreeMap::new(),
-            instrument: config
-                .instrument
-                .iter()
-                .map(CompiledSelector::from)
-                .collect(),
-            exclude: config
-                .exclude_instrument
-                .iter()
-                .map(CompiledSelector::from)
-                .collect(),
+            instrument,
+            exclude,
+            selectors_need_ports,
             own_pid: std::process::id(),
             filter,
             metrics,
@@ -373,8 +382,7 @@ impl Discovery {
                         .heartbeat_failures
                         .with_label_values(&["process_gone"])
                         .inc();
-                    self.table.remove(identity);
-                    self.forget_departed();
+                    self.drop_process(identity);
                     continue;
                 }
                 Err(error) => {
@@ -452,8 +460,7 @@ impl Discovery {
     fn confirm_exit(&mut self, identity: ProcessIdentity) -> Result<(), StepError> {
         match self.reader.is_alive(identity) {
             Ok(false) => {
-                self.table.remove(identity);
-                self.forget_departed();
+                self.drop_process(identity);
                 Ok(())
             }
             // Still exiting: the kernel fires the exit before the task is reaped. Not an error.
@@ -471,12 +478,7 @@ impl Discovery {
         let Some(info) = self.table.get(pid).cloned() else {
             return Ok(());
         };
-        let needs_ports = self
-            .instrument
-            .iter()
-            .chain(&self.exclude)
-            .any(CompiledSelector::needs_ports);
-        let ports = match needs_ports {
+        let ports = match self.selectors_need_ports {
             true => match self.reader.listening_ports(pid) {
                 Ok(ports) => ports,
                 Err(ReadError::NotFound) => return self.confirm_exit(info.identity),
@@ -559,6 +561,21 @@ impl Discovery {
         Ok(())
     }
 
+    /// Drops a process /proc says is gone: its table entry, its decision and its filter entry.
+    fn drop_process(&mut self, identity: ProcessIdentity) {
+        self.table.remove(identity);
+        if let Some(decision) = self
+            .decisions
+            .get(&identity.pid)
+            .filter(|d| d.identity == identity)
+        {
+            if decision.state == ProcessState::Instrumented {
+                self.filter.remove(identity.pid);
+            }
+            self.decisions.remove(&identity.pid);
+        }
+    }
+
     /// Drops the decisions (and filter entries) of processes no longer in the table.
     fn forget_departed(&mut self) {
         let table = &self.table;
@@ -607,23 +624,20 @@ impl Discovery {
     }
 
     fn update_gauges(&self) {
+        let mut counts = [0i64; ProcessState::ALL.len()];
+        for decision in self.decisions.values() {
+            counts[decision.state as usize] += 1;
+        }
         for state in ProcessState::ALL {
-            let count = self
-                .decisions
-                .values()
-                .filter(|decision| decision.state == state)
-                .count();
+            let count = counts[state as usize];
             self.metrics
                 .discovered
                 .with_label_values(&[state.label()])
-                .set(count as i64);
+                .set(count);
         }
-        let instrumented = self
-            .decisions
-            .values()
-            .filter(|d| d.state == ProcessState::Instrumented)
-            .count();
-        self.metrics.instrumented.set(instrumented as i64);
+        self.metrics
+            .instrumented
+            .set(counts[ProcessState::Instrumented as usize]);
         self.metrics.table_entries.set(self.table.len() as i64);
     }
 
