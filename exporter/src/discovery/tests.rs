@@ -78,6 +78,19 @@ exclude_instrument: []
 reconcile_interval: 10s
 heartbeat_interval: 2s";
 
+/// A `sleep 30` child, seen by a first scan with [`BY_CMDLINE`] and instrumented.
+fn instrumented_sleeper(tag: &str) -> (Child, Discovery, SharedFilter, prometheus::Registry) {
+    let child = sleeper(tag);
+    let (mut discovery, filter, registry) = discovery(BY_CMDLINE);
+    std::thread::sleep(Duration::from_millis(50));
+    discovery.reconcile(Instant::now()).unwrap();
+    assert!(
+        filter.contains(child.id()),
+        "{tag}: the sleeper is instrumented"
+    );
+    (child, discovery, filter, registry)
+}
+
 #[test]
 fn first_scan_instruments_matching_processes_and_never_vigil_itself() {
     let mut child = sleeper("first-scan");
@@ -109,12 +122,8 @@ fn first_scan_instruments_matching_processes_and_never_vigil_itself() {
 
 #[test]
 fn heartbeat_drops_the_dead_and_repairs_a_missing_filter_entry() {
-    let mut child = sleeper("heartbeat");
-    let (mut discovery, filter, registry) = discovery(BY_CMDLINE);
+    let (mut child, mut discovery, filter, registry) = instrumented_sleeper("heartbeat");
     let pid = child.id();
-    std::thread::sleep(Duration::from_millis(50));
-    discovery.reconcile(Instant::now()).unwrap();
-    assert!(filter.contains(pid));
 
     // Someone removed the entry from the kernel map: the heartbeat puts it back and counts it.
     filter.0.lock().unwrap().remove(&pid);
@@ -171,12 +180,8 @@ fn a_late_listener_is_instrumented_when_it_listens() {
 
 #[test]
 fn an_exit_event_drops_the_process_once_proc_agrees() {
-    let mut child = sleeper("exit");
-    let (mut discovery, filter, _) = discovery(BY_CMDLINE);
+    let (mut child, mut discovery, filter, _) = instrumented_sleeper("exit");
     let pid = child.id();
-    std::thread::sleep(Duration::from_millis(50));
-    discovery.reconcile(Instant::now()).unwrap();
-    assert!(filter.contains(pid));
     child.kill().unwrap();
     child.wait().unwrap();
     let exit = event(ProcessEventKind::Exit, EXIT_GROUP_DEAD, pid, pid);
@@ -187,11 +192,8 @@ fn an_exit_event_drops_the_process_once_proc_agrees() {
 
 #[test]
 fn an_unconfirmed_exit_of_a_live_process_is_a_thread_exit_and_not_retried() {
-    let mut child = sleeper("unconfirmed");
-    let (mut discovery, filter, _) = discovery(BY_CMDLINE);
+    let (mut child, mut discovery, filter, _) = instrumented_sleeper("unconfirmed");
     let pid = child.id();
-    std::thread::sleep(Duration::from_millis(50));
-    discovery.reconcile(Instant::now()).unwrap();
     let exit = event(
         ProcessEventKind::Exit,
         EXIT_GROUP_DEAD_UNKNOWN,
