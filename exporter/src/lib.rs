@@ -89,7 +89,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 kernel_events.drain(&mut events);
                 let mut discovery = lock();
                 discovery.handle(&events, Instant::now());
-                discovery.retry_due(Instant::now());
+                discovery.advance(Instant::now());
                 events.clear();
             }
             _ = heartbeat.tick() => lock().heartbeat(Instant::now()),

@@ -6,7 +6,7 @@
 
 mod ports;
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
 
 use config::{Environment, File, FileFormat};
 use serde::{Deserialize, Serialize};
@@ -98,6 +98,65 @@ pub struct DiscoveryConfig {
     /// How often every instrumented process is checked: alive, and still in the in-kernel filter.
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
+    /// How old a matching process must be before its data is published: `auto` or a duration.
+    pub min_process_age: MinProcessAge,
+    /// Lower bound of the learned minimum age (and its value before any young process died).
+    #[serde(with = "humantime_serde")]
+    pub min_process_age_min: Duration,
+    /// Upper bound of the learned minimum age; processes that live longer say nothing about noise.
+    #[serde(with = "humantime_serde")]
+    pub min_process_age_max: Duration,
+}
+
+impl DiscoveryConfig {
+    /// The bounds of the learned minimum process age.
+    pub fn min_process_age_bounds(&self) -> MinProcessAgeBounds {
+        MinProcessAgeBounds {
+            min: self.min_process_age_min,
+            max: self.min_process_age_max,
+        }
+    }
+}
+
+/// `discovery.min_process_age`: learned from the lifetimes of young matching processes, or fixed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MinProcessAge {
+    Auto,
+    Fixed(Duration),
+}
+
+/// The range a learned minimum process age stays in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MinProcessAgeBounds {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl<'de> Deserialize<'de> for MinProcessAge {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text == "auto" {
+            return Ok(MinProcessAge::Auto);
+        }
+        humantime::parse_duration(&text)
+            .map(MinProcessAge::Fixed)
+            .map_err(|error| {
+                serde::de::Error::custom(format!(
+                    "expected `auto` or a duration such as `5s`, got {text:?}: {error}"
+                ))
+            })
+    }
+}
+
+impl Serialize for MinProcessAge {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MinProcessAge::Auto => serializer.serialize_str("auto"),
+            MinProcessAge::Fixed(age) => {
+                serializer.collect_str(&humantime::format_duration(*age))
+            }
+        }
+    }
 }
 
 /// One selector: a process matches when every criterion given matches (criteria left out match all).
@@ -116,6 +175,42 @@ pub struct Selector {
     /// `true`: only processes in a container (a container id in their cgroup); `false`: only host ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<bool>,
+    /// Kubernetes criteria: globs on the pod's namespace, name, deployment, owner and container, and maps
+    /// of globs on its labels and annotations. They need pod metadata from the Kubernetes watcher, which
+    /// this build does not have yet, so a selector using one is refused rather than silently matching
+    /// nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k8s_namespace: Option<globset::Glob>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k8s_pod_name: Option<globset::Glob>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k8s_deployment_name: Option<globset::Glob>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k8s_owner_name: Option<globset::Glob>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k8s_container_name: Option<globset::Glob>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k8s_pod_labels: Option<BTreeMap<String, globset::Glob>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k8s_pod_annotations: Option<BTreeMap<String, globset::Glob>>,
+}
+
+impl Selector {
+    /// The Kubernetes criteria given, by key.
+    fn kubernetes_criteria(&self) -> Vec<&'static str> {
+        [
+            ("k8s_namespace", self.k8s_namespace.is_some()),
+            ("k8s_pod_name", self.k8s_pod_name.is_some()),
+            ("k8s_deployment_name", self.k8s_deployment_name.is_some()),
+            ("k8s_owner_name", self.k8s_owner_name.is_some()),
+            ("k8s_container_name", self.k8s_container_name.is_some()),
+            ("k8s_pod_labels", self.k8s_pod_labels.is_some()),
+            ("k8s_pod_annotations", self.k8s_pod_annotations.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, given)| given.then_some(key))
+        .collect()
+    }
 }
 
 impl Config {
@@ -192,6 +287,35 @@ impl Config {
             let key = "discovery.heartbeat_interval";
             let got = humantime::format_duration(self.discovery.heartbeat_interval);
             return Err(origins.invalid(key, format!("{key} must be at least 100ms, got {got}")));
+        }
+        let bounds = self.discovery.min_process_age_bounds();
+        if bounds.min > bounds.max {
+            let key = "discovery.min_process_age_min";
+            return Err(origins.invalid(
+                key,
+                format!(
+                    "{key} ({}) is above discovery.min_process_age_max ({})",
+                    humantime::format_duration(bounds.min),
+                    humantime::format_duration(bounds.max)
+                ),
+            ));
+        }
+        for (list, selectors) in [
+            ("instrument", &self.discovery.instrument),
+            ("exclude_instrument", &self.discovery.exclude_instrument),
+        ] {
+            for (index, selector) in selectors.iter().enumerate() {
+                if let Some(criterion) = selector.kubernetes_criteria().first() {
+                    let key = format!("discovery.{list}");
+                    return Err(origins.invalid(
+                        &key,
+                        format!(
+                            "{key}[{index}].{criterion}: Kubernetes selectors need pod metadata from the \
+                             Kubernetes watcher, which this build does not have yet"
+                        ),
+                    ));
+                }
+            }
         }
         if self.discovery.instrument.is_empty() {
             let key = "discovery.instrument";

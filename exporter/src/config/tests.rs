@@ -140,3 +140,40 @@ fn effective_config_round_trips_through_yaml() {
     file.write_all(config.to_yaml().as_bytes()).unwrap();
     assert_eq!(Config::load(Some(file.path()), [], &[]).unwrap(), config);
 }
+
+#[test]
+fn min_process_age_is_auto_or_a_duration() {
+    let config = Config::load(None, [], &[]).unwrap();
+    assert_eq!(config.discovery.min_process_age, MinProcessAge::Auto);
+    let config = load_yaml("discovery:\n  min_process_age: 2s\n", &[]).unwrap();
+    assert_eq!(
+        config.discovery.min_process_age,
+        MinProcessAge::Fixed(Duration::from_secs(2))
+    );
+    assert!(config.to_yaml().contains("min_process_age: 2s"));
+    let error = error_of("discovery:\n  min_process_age: sometimes\n");
+    assert!(error.contains("expected `auto` or a duration"), "{error}");
+    assert!(error.contains("discovery.min_process_age"), "{error}");
+}
+
+#[test]
+fn min_process_age_bounds_must_be_ordered() {
+    let error = error_of("discovery:\n  min_process_age_min: 20s\n");
+    assert!(
+        error.contains("discovery.min_process_age_min (20s) is above discovery.min_process_age_max (10s)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn kubernetes_selectors_are_refused_until_the_watcher_exists() {
+    let error = error_of(
+        "discovery:\n  exclude_instrument:\n    - k8s_pod_labels: {app: 'db-*'}\n",
+    );
+    assert!(
+        error.contains("discovery.exclude_instrument[0].k8s_pod_labels: Kubernetes selectors need pod metadata"),
+        "{error}"
+    );
+    let error = error_of("discovery:\n  instrument:\n    - k8s_namespace: '[unclosed'\n");
+    assert!(error.contains("unclosed character class"), "a bad glob is named: {error}");
+}

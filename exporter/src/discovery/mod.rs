@@ -7,17 +7,24 @@
 //! confirmed by /proc, when a reconcile finds it gone, or when the heartbeat finds it dead.
 //!
 //! Each process is `candidate` (matches no selector yet: a port selector waits for a listener),
-//! `instrumented` (matches; its tgid is in the in-kernel filter map) or `excluded` (matches an
-//! exclusion, or is vigil). A process is re-evaluated when it execs, when it starts listening (an eBPF
-//! event, no polling), and on every reconcile. Every failed step (reading /proc, inserting the filter
-//! entry) is retried with backoff until it succeeds or the process is gone; nothing is one-shot. Every
-//! `discovery.heartbeat_interval` each instrumented process is checked: alive with the same start time,
-//! and its filter entry present (repaired when not).
+//! `provisional` (matches; its tgid is in the in-kernel filter map, so it is captured from then on, but
+//! it is younger than the minimum process age and nothing from it is published yet), `instrumented`
+//! (captured and published) or `excluded` (matches an exclusion, or is vigil). A process is re-evaluated
+//! when it execs, when it starts listening (an eBPF event, no polling), and on every reconcile. Every
+//! failed step (reading /proc, inserting the filter entry) is retried with backoff until it succeeds or
+//! the process is gone; nothing is one-shot. Every `discovery.heartbeat_interval` each captured process
+//! is checked: alive with the same start time, and its filter entry present (repaired when not).
+//!
+//! A provisional process becomes instrumented when it reaches the minimum age (see [`age`]); one that
+//! dies before is counted as short-lived, its lifetime teaches the threshold, and its data is dropped.
 //!
 //! Metrics:
 //! - `vigil_discovered_processes{state}`, `vigil_instrumented_processes`: processes by state.
 //! - `vigil_instrumentation_latency_seconds`: from the exec, fork or listen event that made a process
-//!   match to its filter entry being in place.
+//!   match to its filter entry being in place (capture starting).
+//! - `vigil_min_process_age_seconds`: the minimum age now; `vigil_short_lived_processes_total`: matching
+//!   processes that died younger (their data dropped); `vigil_published_processes_total`: processes
+//!   that reached it.
 //! - `vigil_reconcile_corrections_total{kind}`: `missed_exec`, `missed_exit`, `pid_reused`.
 //! - `vigil_heartbeat_failures_total{reason}`: `process_gone`, `filter_entry_missing` (repaired), or a
 //!   /proc read failure reason.
@@ -25,6 +32,7 @@
 //!   `read_ports`, `filter_insert`.
 //! - `vigil_process_table_entries`: processes in the table.
 
+mod age;
 mod cgroup;
 mod process;
 mod selector;
@@ -36,7 +44,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 use serde::Serialize;
 use vigil_common::{
     ProcessEvent, ProcessEventKind,
@@ -45,6 +55,7 @@ use vigil_common::{
 
 pub use cgroup::ContainerRef;
 pub use process::{ProcReader, ProcessIdentity, ProcessInfo, ReadError};
+use age::AgeThreshold;
 use selector::CompiledSelector;
 pub use table::{Corrections, ProcessTable, Upsert};
 
@@ -68,13 +79,15 @@ pub trait ProcessFilter: Send {
 #[serde(rename_all = "snake_case")]
 pub enum ProcessState {
     Candidate,
+    Provisional,
     Instrumented,
     Excluded,
 }
 
 impl ProcessState {
-    const ALL: [ProcessState; 3] = [
+    const ALL: [ProcessState; 4] = [
         ProcessState::Candidate,
+        ProcessState::Provisional,
         ProcessState::Instrumented,
         ProcessState::Excluded,
     ];
@@ -82,9 +95,15 @@ impl ProcessState {
     fn label(self) -> &'static str {
         match self {
             ProcessState::Candidate => "candidate",
+            ProcessState::Provisional => "provisional",
             ProcessState::Instrumented => "instrumented",
             ProcessState::Excluded => "excluded",
         }
+    }
+
+    /// Whether the process's tgid is in the in-kernel filter (it is being captured).
+    fn is_captured(self) -> bool {
+        matches!(self, ProcessState::Provisional | ProcessState::Instrumented)
     }
 }
 
@@ -98,6 +117,9 @@ pub struct DiscoveryMetrics {
     heartbeat_failures: IntCounterVec,
     errors: IntCounterVec,
     table_entries: IntGauge,
+    min_process_age: Gauge,
+    short_lived: IntCounter,
+    published: IntCounter,
 }
 
 impl DiscoveryMetrics {
@@ -119,8 +141,11 @@ impl DiscoveryMetrics {
             ),
             instrumented: register(
                 registry,
-                IntGauge::new("vigil_instrumented_processes", "Processes whose tgid is in the in-kernel filter.")
-                    .expect("static"),
+                IntGauge::new(
+                    "vigil_instrumented_processes",
+                    "Processes captured and published (state instrumented); provisional ones are captured but not yet published.",
+                )
+                .expect("static"),
             ),
             latency: register(
                 registry,
@@ -152,6 +177,30 @@ impl DiscoveryMetrics {
                 registry,
                 IntGauge::new("vigil_process_table_entries", "Processes in vigil's process table.")
                     .expect("static"),
+            ),
+            min_process_age: register(
+                registry,
+                Gauge::new(
+                    "vigil_min_process_age_seconds",
+                    "Age a matching process must reach before what was captured from it is published.",
+                )
+                .expect("static"),
+            ),
+            short_lived: register(
+                registry,
+                IntCounter::new(
+                    "vigil_short_lived_processes_total",
+                    "Matching processes that died younger than the minimum age; their captured data was dropped.",
+                )
+                .expect("static"),
+            ),
+            published: register(
+                registry,
+                IntCounter::new(
+                    "vigil_published_processes_total",
+                    "Matching processes that reached the minimum age, from when their data is published.",
+                )
+                .expect("static"),
             ),
         };
         for kind in ["missed_exec", "missed_exit", "pid_reused"] {
@@ -196,6 +245,10 @@ struct Decision {
     reason: String,
     ports: BTreeSet<u16>,
     last_heartbeat: Option<Instant>,
+    /// Boot-clock time its filter entry went in (capture started).
+    captured_boot_ns: Option<u64>,
+    /// Boot-clock time of the kernel's exit event, once seen: the end of its lifetime.
+    exited_boot_ns: Option<u64>,
 }
 
 /// Why a step failed: its stage and error, for the error counter.
@@ -228,6 +281,7 @@ pub struct Discovery {
     own_pid: u32,
     filter: Box<dyn ProcessFilter>,
     metrics: DiscoveryMetrics,
+    min_age: AgeThreshold,
     ticks_per_second: u64,
 }
 
@@ -252,6 +306,10 @@ impl Discovery {
             .iter()
             .chain(&exclude)
             .any(CompiledSelector::needs_ports);
+        let min_age = AgeThreshold::new(config.min_process_age, config.min_process_age_bounds());
+        metrics
+            .min_process_age
+            .set(min_age.current().as_secs_f64());
         Discovery {
             reader: ProcReader::new(procfs),
             table: ProcessTable::default(),
@@ -262,6 +320,7 @@ impl Discovery {
             selectors_need_ports,
             own_pid: std::process::id(),
             filter,
+            min_age,
             metrics,
             ticks_per_second: procfs::ticks_per_second(),
         }
@@ -295,7 +354,7 @@ impl Discovery {
                 tracing::info!(?corrections, "reconcile corrected the process table");
             }
         }
-        self.forget_departed();
+        self.forget_departed(now);
         let to_evaluate: Vec<u32> = self
             .table
             .iter()
@@ -337,10 +396,18 @@ impl Discovery {
                     if event.flags & (EXIT_GROUP_DEAD | EXIT_GROUP_DEAD_UNKNOWN) != 0 =>
                 {
                     if let Some(info) = self.table.get(event.tgid) {
+                        let identity = info.identity;
                         let step = match event.flags & EXIT_GROUP_DEAD != 0 {
-                            true => PendingStep::ConfirmExit(info.identity),
-                            false => PendingStep::CheckExit(info.identity),
+                            true => PendingStep::ConfirmExit(identity),
+                            false => PendingStep::CheckExit(identity),
                         };
+                        if let Some(decision) = self
+                            .decisions
+                            .get_mut(&event.tgid)
+                            .filter(|decision| decision.identity == identity)
+                        {
+                            decision.exited_boot_ns.get_or_insert(event.boot_time_ns);
+                        }
                         self.try_step(event.tgid, step, None, 0, now);
                     }
                 }
@@ -350,8 +417,9 @@ impl Discovery {
         self.update_gauges();
     }
 
-    /// Tries again every step whose backoff has passed.
-    pub fn retry_due(&mut self, now: Instant) {
+    /// Tries again every step whose backoff has passed, and publishes provisional processes that have
+    /// reached the minimum age.
+    pub fn advance(&mut self, now: Instant) {
         let due: Vec<(u32, Retry)> = self
             .retries
             .iter()
@@ -362,19 +430,29 @@ impl Discovery {
             self.retries.remove(&pid);
             self.try_step(pid, retry.step, retry.trigger_boot_ns, retry.attempts, now);
         }
+        self.min_age.expire(now);
+        self.publish_old_enough();
         self.update_gauges();
     }
 
-    /// Confirms every instrumented process is alive (same start time, not a zombie) and still in the
+    /// Moves every provisional process at least the minimum age old to instrumented.
+    fn publish_old_enough(&mut self) {
+        let min_age = self.min_age.current();
+        for decision in self.decisions.values_mut() {
+            publish_if_old_enough(decision, min_age, self.ticks_per_second, &self.metrics);
+        }
+    }
+
+    /// Confirms every captured process is alive (same start time, not a zombie) and still in the
     /// filter; drops the dead and repairs missing entries.
     pub fn heartbeat(&mut self, now: Instant) {
-        let instrumented: Vec<ProcessIdentity> = self
+        let captured: Vec<ProcessIdentity> = self
             .decisions
             .values()
-            .filter(|decision| decision.state == ProcessState::Instrumented)
+            .filter(|decision| decision.state.is_captured())
             .map(|decision| decision.identity)
             .collect();
-        for identity in instrumented {
+        for identity in captured {
             match self.reader.is_alive(identity) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -382,7 +460,7 @@ impl Discovery {
                         .heartbeat_failures
                         .with_label_values(&["process_gone"])
                         .inc();
-                    self.drop_process(identity);
+                    self.drop_process(identity, now);
                     continue;
                 }
                 Err(error) => {
@@ -432,22 +510,23 @@ impl Discovery {
                 Ok(info) => {
                     if let Upsert::Replaced(old) = self.table.upsert(info) {
                         tracing::debug!(pid, old_start_ticks = old.start_ticks, "pid reused");
+                        self.forget_decision(old, now);
                     }
-                    self.evaluate(pid, trigger)
+                    self.evaluate(pid, trigger, now)
                 }
                 // Gone, or a thread: nothing to record. What the table held for the pid is stale.
                 Err(ReadError::NotFound | ReadError::Thread { .. }) => {
                     if let Some(info) = self.table.get(pid).cloned() {
-                        self.confirm_exit(info.identity)
+                        self.confirm_exit(info.identity, now)
                     } else {
                         Ok(())
                     }
                 }
                 Err(error) => Err(error.into()),
             },
-            PendingStep::Evaluate => self.evaluate(pid, trigger),
-            PendingStep::ConfirmExit(identity) => self.confirm_exit(identity),
-            PendingStep::CheckExit(identity) => match self.confirm_exit(identity) {
+            PendingStep::Evaluate => self.evaluate(pid, trigger, now),
+            PendingStep::ConfirmExit(identity) => self.confirm_exit(identity, now),
+            PendingStep::CheckExit(identity) => match self.confirm_exit(identity, now) {
                 Err(error) if error.reason == STILL_EXITING => Ok(()),
                 other => other,
             },
@@ -457,10 +536,10 @@ impl Discovery {
         }
     }
 
-    fn confirm_exit(&mut self, identity: ProcessIdentity) -> Result<(), StepError> {
+    fn confirm_exit(&mut self, identity: ProcessIdentity, now: Instant) -> Result<(), StepError> {
         match self.reader.is_alive(identity) {
             Ok(false) => {
-                self.drop_process(identity);
+                self.drop_process(identity, now);
                 Ok(())
             }
             // Still exiting: the kernel fires the exit before the task is reaped. Not an error.
@@ -474,14 +553,14 @@ impl Discovery {
     }
 
     /// Decides the state of `pid` (in the table) and applies it to the filter.
-    fn evaluate(&mut self, pid: u32, trigger: Option<u64>) -> Result<(), StepError> {
+    fn evaluate(&mut self, pid: u32, trigger: Option<u64>, now: Instant) -> Result<(), StepError> {
         let Some(info) = self.table.get(pid).cloned() else {
             return Ok(());
         };
         let ports = match self.selectors_need_ports {
             true => match self.reader.listening_ports(pid) {
                 Ok(ports) => ports,
-                Err(ReadError::NotFound) => return self.confirm_exit(info.identity),
+                Err(ReadError::NotFound) => return self.confirm_exit(info.identity, now),
                 Err(error) => {
                     return Err(StepError {
                         stage: "read_ports",
@@ -492,7 +571,8 @@ impl Discovery {
             },
             false => BTreeSet::new(),
         };
-        let (state, reason) = if pid == self.own_pid {
+        // What the selectors say: `Instrumented` for a match (captured provisionally at first).
+        let (verdict, reason) = if pid == self.own_pid {
             (ProcessState::Excluded, "vigil itself".to_owned())
         } else if self
             .exclude
@@ -519,17 +599,26 @@ impl Discovery {
             )
         };
 
-        let was_instrumented = self.decisions.get(&pid).is_some_and(|old| {
-            old.identity == info.identity && old.state == ProcessState::Instrumented
-        });
+        let previous = self
+            .decisions
+            .remove(&pid)
+            .filter(|old| old.identity == info.identity);
+        let was_captured = previous.as_ref().is_some_and(|old| old.state.is_captured());
         let mut decision = Decision {
             identity: info.identity,
-            state,
+            state: verdict,
             reason,
             ports,
-            last_heartbeat: None,
+            last_heartbeat: previous.as_ref().and_then(|old| old.last_heartbeat),
+            captured_boot_ns: None,
+            exited_boot_ns: previous.as_ref().and_then(|old| old.exited_boot_ns),
         };
-        match (state == ProcessState::Instrumented, was_instrumented) {
+        match (verdict == ProcessState::Instrumented, was_captured) {
+            (true, true) => {
+                let previous = previous.expect("was captured");
+                decision.state = previous.state;
+                decision.captured_boot_ns = previous.captured_boot_ns;
+            }
             (true, false) => {
                 if let Err(message) = self.filter.insert(pid) {
                     decision.state = ProcessState::Candidate;
@@ -541,54 +630,81 @@ impl Discovery {
                         message,
                     });
                 }
+                let captured_ns = boot_time_ns();
                 if let Some(trigger) = trigger {
-                    let elapsed_ns = boot_time_ns().saturating_sub(trigger);
+                    let elapsed_ns = captured_ns.saturating_sub(trigger);
                     self.metrics.latency.observe(elapsed_ns as f64 / 1e9);
                 }
+                // Capture starts now whatever its age; publication waits for the minimum age (a process
+                // found already old, as on a restart, is published at once).
+                decision.state = ProcessState::Provisional;
+                decision.captured_boot_ns = Some(captured_ns);
                 tracing::info!(pid, exe = ?info.exe, cmdline = %info.cmdline, "instrumented");
             }
             (false, true) => self.filter.remove(pid),
-            _ => {}
+            (false, false) => {}
         }
-        if let Some(old) = self
-            .decisions
-            .get(&pid)
-            .filter(|old| old.identity == info.identity)
-        {
-            decision.last_heartbeat = old.last_heartbeat;
-        }
+        publish_if_old_enough(
+            &mut decision,
+            self.min_age.current(),
+            self.ticks_per_second,
+            &self.metrics,
+        );
         self.decisions.insert(pid, decision);
         Ok(())
     }
 
     /// Drops a process /proc says is gone: its table entry, its decision and its filter entry.
-    fn drop_process(&mut self, identity: ProcessIdentity) {
+    fn drop_process(&mut self, identity: ProcessIdentity, now: Instant) {
         self.table.remove(identity);
-        if let Some(decision) = self
+        self.forget_decision(identity, now);
+    }
+
+    /// Forgets what was decided for `identity` (gone, or its pid now holds another process): removes its
+    /// filter entry, and when it was captured learns its lifetime and counts it if it died provisional.
+    fn forget_decision(&mut self, identity: ProcessIdentity, now: Instant) {
+        let Some(decision) = self
             .decisions
-            .get(&identity.pid)
-            .filter(|d| d.identity == identity)
-        {
-            if decision.state == ProcessState::Instrumented {
-                self.filter.remove(identity.pid);
-            }
-            self.decisions.remove(&identity.pid);
+            .remove(&identity.pid)
+            .filter(|decision| decision.identity == identity)
+        else {
+            return;
+        };
+        if !decision.state.is_captured() {
+            return;
+        }
+        self.filter.remove(identity.pid);
+        let ended_ns = decision.exited_boot_ns.unwrap_or_else(boot_time_ns);
+        let lifetime_ns = ended_ns.saturating_sub(start_boot_ns(identity, self.ticks_per_second));
+        self.min_age.record(Duration::from_nanos(lifetime_ns), now);
+        self.metrics
+            .min_process_age
+            .set(self.min_age.current().as_secs_f64());
+        if decision.state == ProcessState::Provisional {
+            self.metrics.short_lived.inc();
+            tracing::debug!(
+                pid = identity.pid,
+                lifetime_seconds = lifetime_ns as f64 / 1e9,
+                "short-lived process gone before publication; its data is dropped"
+            );
         }
     }
 
-    /// Drops the decisions (and filter entries) of processes no longer in the table.
-    fn forget_departed(&mut self) {
-        let table = &self.table;
-        let filter = &mut self.filter;
-        self.decisions.retain(|pid, decision| {
-            let present = table
-                .get(*pid)
-                .is_some_and(|info| info.identity == decision.identity);
-            if !present && decision.state == ProcessState::Instrumented {
-                filter.remove(*pid);
-            }
-            present
-        });
+    /// Forgets the processes no longer in the table.
+    fn forget_departed(&mut self, now: Instant) {
+        let departed: Vec<ProcessIdentity> = self
+            .decisions
+            .values()
+            .filter(|decision| {
+                self.table
+                    .get(decision.identity.pid)
+                    .is_none_or(|info| info.identity != decision.identity)
+            })
+            .map(|decision| decision.identity)
+            .collect();
+        for identity in departed {
+            self.forget_decision(identity, now);
+        }
     }
 
     fn fail(
@@ -664,6 +780,9 @@ impl Discovery {
                     "reason": decision.map(|d| d.reason.as_str()),
                     "listening_ports": decision.map(|d| &d.ports),
                     "age_seconds": now_ticks.saturating_sub(info.identity.start_ticks) as f64 / self.ticks_per_second as f64,
+                    "capture_started_after_seconds": decision
+                        .and_then(|d| d.captured_boot_ns)
+                        .map(|at| at.saturating_sub(start_boot_ns(info.identity, self.ticks_per_second)) as f64 / 1e9),
                     "last_heartbeat_seconds_ago": decision
                         .and_then(|d| d.last_heartbeat)
                         .map(|at| now.duration_since(at).as_secs_f64()),
@@ -682,8 +801,33 @@ impl Discovery {
                 })
             })
             .collect();
-        serde_json::json!({ "processes": processes, "pending_retries": retries })
+        serde_json::json!({
+            "min_process_age_seconds": self.min_age.current().as_secs_f64(),
+            "processes": processes,
+            "pending_retries": retries,
+        })
     }
+}
+
+/// Moves a provisional process at least `min_age` old to instrumented.
+fn publish_if_old_enough(
+    decision: &mut Decision,
+    min_age: Duration,
+    ticks_per_second: u64,
+    metrics: &DiscoveryMetrics,
+) {
+    let age_ns =
+        boot_time_ns().saturating_sub(start_boot_ns(decision.identity, ticks_per_second));
+    if decision.state == ProcessState::Provisional && age_ns >= min_age.as_nanos() as u64 {
+        decision.state = ProcessState::Instrumented;
+        metrics.published.inc();
+        tracing::debug!(pid = decision.identity.pid, "old enough; publishing");
+    }
+}
+
+/// When `identity` started, on the boot clock (to the resolution of clock ticks).
+fn start_boot_ns(identity: ProcessIdentity, ticks_per_second: u64) -> u64 {
+    (u128::from(identity.start_ticks) * 1_000_000_000 / u128::from(ticks_per_second.max(1))) as u64
 }
 
 /// `CLOCK_BOOTTIME` in nanoseconds: the clock of `bpf_ktime_get_boot_ns`.

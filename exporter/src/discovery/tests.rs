@@ -25,8 +25,21 @@ impl ProcessFilter for SharedFilter {
     }
 }
 
+/// The discovery settings of the tests; each test overrides some keys.
+const BASE_CONFIG: &str = "instrument: [{cmd_args: '*sleep 30*'}]
+exclude_instrument: []
+reconcile_interval: 10s
+heartbeat_interval: 2s
+min_process_age: auto
+min_process_age_min: 500ms
+min_process_age_max: 10s";
+
+/// Discovery with [`BASE_CONFIG`] overridden by the keys of `yaml`, on this machine's /proc.
 fn discovery(yaml: &str) -> (Discovery, SharedFilter, prometheus::Registry) {
-    let config: DiscoveryConfig = serde_yaml::from_str(yaml).unwrap();
+    let mut config: serde_yaml::Mapping = serde_yaml::from_str(BASE_CONFIG).unwrap();
+    let overrides: serde_yaml::Mapping = serde_yaml::from_str(yaml).unwrap();
+    config.extend(overrides);
+    let config: DiscoveryConfig = serde_yaml::from_value(serde_yaml::Value::Mapping(config)).unwrap();
     let registry = prometheus::Registry::new();
     let filter = SharedFilter::default();
     let metrics = DiscoveryMetrics::register(&registry);
@@ -73,15 +86,10 @@ fn state_of(discovery: &Discovery, pid: u32) -> Option<ProcessState> {
     discovery.decisions.get(&pid).map(|decision| decision.state)
 }
 
-const BY_CMDLINE: &str = "instrument: [{cmd_args: '*sleep 30*'}]
-exclude_instrument: []
-reconcile_interval: 10s
-heartbeat_interval: 2s";
-
-/// A `sleep 30` child, seen by a first scan with [`BY_CMDLINE`] and instrumented.
+/// A `sleep 30` child, seen by a first scan with [`BASE_CONFIG`] and captured (provisional).
 fn instrumented_sleeper(tag: &str) -> (Child, Discovery, SharedFilter, prometheus::Registry) {
     let child = sleeper(tag);
-    let (mut discovery, filter, registry) = discovery(BY_CMDLINE);
+    let (mut discovery, filter, registry) = discovery("{}");
     std::thread::sleep(Duration::from_millis(50));
     discovery.reconcile(Instant::now()).unwrap();
     assert!(
@@ -94,9 +102,8 @@ fn instrumented_sleeper(tag: &str) -> (Child, Discovery, SharedFilter, prometheu
 #[test]
 fn first_scan_instruments_matching_processes_and_never_vigil_itself() {
     let mut child = sleeper("first-scan");
-    let (mut discovery, filter, registry) = discovery(
-        "instrument: [{cmd_args: '*'}]\nexclude_instrument: [{exe_path: '*/sh'}]\nreconcile_interval: 10s\nheartbeat_interval: 2s",
-    );
+    let (mut discovery, filter, registry) =
+        discovery("{instrument: [{cmd_args: '*'}], exclude_instrument: [{exe_path: '*/sh'}]}");
     // `exec sleep` may not have happened yet: wait for the child's exe to be sleep.
     while std::fs::read_link(format!("/proc/{}/exe", child.id()))
         .is_ok_and(|exe| exe.ends_with("sh"))
@@ -106,7 +113,8 @@ fn first_scan_instruments_matching_processes_and_never_vigil_itself() {
     discovery.reconcile(Instant::now()).unwrap();
     assert_eq!(
         state_of(&discovery, child.id()),
-        Some(ProcessState::Instrumented)
+        Some(ProcessState::Provisional),
+        "captured at once, published only at the minimum age"
     );
     assert!(filter.contains(child.id()));
     assert_eq!(
@@ -115,7 +123,17 @@ fn first_scan_instruments_matching_processes_and_never_vigil_itself() {
         "vigil itself"
     );
     assert!(!filter.contains(std::process::id()));
+    assert!(sample(&registry, "vigil_discovered_processes{state=\"provisional\"}") >= 1.0);
+
+    std::thread::sleep(Duration::from_millis(600));
+    discovery.advance(Instant::now());
+    assert_eq!(
+        state_of(&discovery, child.id()),
+        Some(ProcessState::Instrumented),
+        "published once 500 ms old"
+    );
     assert!(sample(&registry, "vigil_instrumented_processes") >= 1.0);
+    assert!(sample(&registry, "vigil_published_processes_total") >= 1.0);
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -155,9 +173,7 @@ fn heartbeat_drops_the_dead_and_repairs_a_missing_filter_entry() {
 #[test]
 fn a_late_listener_is_instrumented_when_it_listens() {
     // This test process itself plays the late listener; the selector matches its port only.
-    let (mut discovery, filter, _) = discovery(
-        "instrument: [{open_ports: '1-65535'}]\nexclude_instrument: []\nreconcile_interval: 10s\nheartbeat_interval: 2s",
-    );
+    let (mut discovery, filter, _) = discovery("{instrument: [{open_ports: '1-65535'}]}");
     discovery.own_pid = 0; // evaluate this process as if it were anyone else
     let me = std::process::id();
     discovery.reconcile(Instant::now()).unwrap();
@@ -169,7 +185,7 @@ fn a_late_listener_is_instrumented_when_it_listens() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let listen = event(ProcessEventKind::Listen, 0, me, me);
     discovery.handle(&[listen], Instant::now());
-    assert_eq!(state_of(&discovery, me), Some(ProcessState::Instrumented));
+    assert!(state_of(&discovery, me).is_some_and(ProcessState::is_captured));
     assert!(filter.contains(me));
     let port = listener.local_addr().unwrap().port();
     assert!(
@@ -209,4 +225,50 @@ fn an_unconfirmed_exit_of_a_live_process_is_a_thread_exit_and_not_retried() {
     );
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[test]
+fn a_matching_process_that_dies_young_is_short_lived_and_never_published() {
+    let (mut child, mut discovery, filter, registry) = instrumented_sleeper("short-lived");
+    let pid = child.id();
+    assert_eq!(state_of(&discovery, pid), Some(ProcessState::Provisional));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    discovery.handle(&[event(ProcessEventKind::Exit, EXIT_GROUP_DEAD, pid, pid)], Instant::now());
+    discovery.advance(Instant::now());
+    assert!(!filter.contains(pid));
+    assert_eq!(sample(&registry, "vigil_short_lived_processes_total"), 1.0);
+    assert_eq!(sample(&registry, "vigil_published_processes_total"), 0.0);
+    // It lived ~50 ms: twice that is under the lower bound.
+    assert_eq!(sample(&registry, "vigil_min_process_age_seconds"), 0.5);
+}
+
+#[test]
+fn young_deaths_after_publication_still_teach_the_threshold() {
+    let child = sleeper("teach");
+    let (mut discovery, _, registry) = discovery("{min_process_age_min: 1ms}");
+    std::thread::sleep(Duration::from_millis(50));
+    discovery.reconcile(Instant::now()).unwrap();
+    let pid = child.id();
+    assert_eq!(
+        state_of(&discovery, pid),
+        Some(ProcessState::Instrumented),
+        "older than 1 ms: published at once"
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    let mut child = child;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    discovery.handle(&[event(ProcessEventKind::Exit, EXIT_GROUP_DEAD, pid, pid)], Instant::now());
+    assert_eq!(sample(&registry, "vigil_short_lived_processes_total"), 0.0);
+    let threshold = sample(&registry, "vigil_min_process_age_seconds");
+    // Lifetime ~450 ms (start ticks are 10 ms coarse, the sleeps may run long): twice that.
+    assert!((0.85..1.3).contains(&threshold), "threshold {threshold}");
+}
+
+#[test]
+fn a_fixed_minimum_age_is_used_as_given() {
+    let (discovery, _, registry) = discovery("{min_process_age: 3s}");
+    assert_eq!(sample(&registry, "vigil_min_process_age_seconds"), 3.0);
+    assert_eq!(discovery.min_age.current(), Duration::from_secs(3));
 }
