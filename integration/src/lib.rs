@@ -1,5 +1,10 @@
 //! Harness for end-to-end scenarios: builds the real `vigil` binary, runs it on loopback, and reads its
-//! admin endpoints. Scenarios that need root (eBPF) call [`require_root`] first.
+//! admin endpoints. Scenarios that need root (eBPF) call [`require_root`] first; their workloads run in
+//! simulated pods ([`Pod`]).
+
+mod pod;
+
+pub use pod::Pod;
 
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -148,6 +153,29 @@ impl Vigil {
     pub fn get(&self, path: &str) -> (u16, String) {
         self.try_get(path)
             .unwrap_or_else(|| panic!("vigil did not answer {path}; log:\n{}", self.log()))
+    }
+
+    /// The process table of `/debug/discovery`.
+    pub fn processes(&self) -> Vec<serde_json::Value> {
+        let (_, body) = self.get("/debug/discovery");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        json["processes"].as_array().unwrap().clone()
+    }
+
+    /// The process `pid`, as discovery shows it.
+    pub fn process(&self, pid: u64) -> Option<serde_json::Value> {
+        self.processes()
+            .into_iter()
+            .find(|process| process["pid"] == pid)
+    }
+
+    /// The process listening on `port`, as discovery shows it.
+    pub fn listener_on(&self, port: u16) -> Option<serde_json::Value> {
+        self.processes().into_iter().find(|process| {
+            process["listening_ports"]
+                .as_array()
+                .is_some_and(|ports| ports.contains(&serde_json::Value::from(port)))
+        })
     }
 
     pub fn wait_ready(&self, timeout: Duration) {

@@ -2,54 +2,35 @@
 //! `/debug/discovery` and `/metrics`.
 
 use std::{
-    io::{BufRead as _, BufReader},
-    process::{Child, Command, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
-use vigil_integration::{Vigil, eventually, free_port, require_root, signal, workspace};
+use vigil_integration::{Pod, Vigil, eventually, free_port, require_root, signal, workspace};
 
-/// `npm start` in the npm-server workload; returns once node printed that it listens.
-fn npm_start(port: u16, listen_delay_ms: u64) -> Child {
-    let mut child = Command::new("npm")
-        .arg("start")
-        .arg("--silent")
-        .current_dir(workspace().join("integration/workloads/npm-server"))
-        .env("PORT", port.to_string())
-        .env("LISTEN_DELAY_MS", listen_delay_ms.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("npm (installed by scripts/setup.sh --test)");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), format!("listening {port}"));
-    child
+/// `npm start` of the npm-server workload in a new pod; returns once node printed that it listens.
+fn npm_start(port: u16, listen_delay_ms: u64) -> Pod {
+    let mut pod = Pod::start("npm", &["start", "--silent"], |command| {
+        command
+            .current_dir(workspace().join("integration/workloads/npm-server"))
+            .env("PORT", port.to_string())
+            .env("LISTEN_DELAY_MS", listen_delay_ms.to_string())
+            .stderr(Stdio::null());
+    });
+    assert_eq!(pod.read_line(), format!("listening {port}"));
+    pod
 }
 
-fn processes(vigil: &Vigil) -> Vec<Value> {
-    let (_, body) = vigil.get("/debug/discovery");
-    let json: Value = serde_json::from_str(&body).unwrap();
-    json["processes"].as_array().unwrap().clone()
-}
+/// Discovery settings of these scenarios: listeners in containers (the simulated pods) only, so that
+/// whatever else listens on the machine does not disturb the counts.
+const POD_LISTENERS: &str = "discovery:
+  instrument: [{open_ports: '1-65535', container: true}]
+  heartbeat_interval: 200ms
+";
 
-/// The process listening on `port`, as discovery shows it.
-fn listener_on(vigil: &Vigil, port: u16) -> Option<Value> {
-    processes(vigil).into_iter().find(|process| {
-        process["listening_ports"]
-            .as_array()
-            .is_some_and(|ports| ports.contains(&Value::from(port)))
-    })
-}
-
-fn state_of_pid(vigil: &Vigil, pid: u64) -> Option<String> {
-    processes(vigil)
-        .into_iter()
-        .find(|process| process["pid"] == pid)
-        .and_then(|process| process["state"].as_str().map(str::to_owned))
+fn pid_of(process: &Value) -> u32 {
+    process["pid"].as_u64().unwrap() as u32
 }
 
 #[test]
@@ -57,33 +38,48 @@ fn npm_start_node_is_instrumented_and_survives_its_parents() {
     if !require_root("npm_start_node_is_instrumented_and_survives_its_parents") {
         return;
     }
-    let vigil = Vigil::start("discovery:\n  heartbeat_interval: 200ms\n");
+    let vigil = Vigil::start(POD_LISTENERS);
     let port = free_port();
-    let mut npm = npm_start(port, 0);
+    let pod = npm_start(port, 0);
     assert!(
-        eventually(Duration::from_secs(5), || listener_on(&vigil, port)
+        eventually(Duration::from_secs(5), || vigil
+            .listener_on(port)
             .is_some_and(|node| node["state"] == "instrumented")),
         "node not instrumented: {:?}",
-        listener_on(&vigil, port)
+        vigil.listener_on(port)
     );
-    let node = listener_on(&vigil, port).unwrap();
-    let node_pid = node["pid"].as_u64().unwrap();
+    let node = vigil.listener_on(port).unwrap();
+    let node_pid = pid_of(&node);
     assert!(node["exe"].as_str().unwrap().ends_with("node"), "{node}");
+    // pod-init is 1 in the pod's namespace and npm 2; node came later. All share the container cgroup.
+    let node_ns_pid = node["ns_pid"].as_u64().unwrap();
+    assert!(
+        (3..1000).contains(&node_ns_pid) && node_ns_pid != u64::from(node_pid),
+        "{node}"
+    );
+    assert_eq!(node["pod_uid"], pod.uid.as_str(), "{node}");
+    assert_eq!(node["container_id"], pod.container_id.as_str(), "{node}");
     // Its parent is sh, whose parent is npm: neither listens, so neither is instrumented.
     let sh_pid = node["parent_pid"].as_u64().unwrap();
-    assert_eq!(state_of_pid(&vigil, sh_pid).as_deref(), Some("candidate"));
-    assert_eq!(
-        state_of_pid(&vigil, u64::from(npm.id())).as_deref(),
-        Some("candidate")
-    );
+    let sh = vigil.process(sh_pid).expect("sh in the table");
+    assert_eq!(sh["state"], "candidate", "{sh}");
+    let npm_pid = sh["parent_pid"].as_u64().unwrap();
+    let npm = vigil.process(npm_pid).expect("npm in the table");
+    assert_eq!(npm["state"], "candidate", "{npm}");
+    assert_eq!(npm["ns_pid"], 2, "{npm}");
 
-    // Kill npm and sh: node is orphaned, keeps its port and stays instrumented through heartbeats.
-    signal(npm.id(), libc::SIGKILL);
+    // Kill npm and sh: node is orphaned (pod-init adopts it), keeps its port and stays instrumented
+    // through heartbeats.
+    signal(npm_pid as u32, libc::SIGKILL);
     signal(sh_pid as u32, libc::SIGKILL);
-    npm.wait().unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || vigil.process(npm_pid).is_none()
+            && vigil.process(sh_pid).is_none()),
+        "npm and sh left the table"
+    );
     std::thread::sleep(Duration::from_secs(1));
-    let node = listener_on(&vigil, port).expect("node still listed");
-    assert_eq!(node["pid"].as_u64(), Some(node_pid));
+    let node = vigil.listener_on(port).expect("node still listed");
+    assert_eq!(pid_of(&node), node_pid);
     assert_eq!(node["state"], "instrumented");
     assert!(
         node["last_heartbeat_seconds_ago"]
@@ -91,18 +87,23 @@ fn npm_start_node_is_instrumented_and_survives_its_parents() {
             .is_some_and(|age| age < 1.0),
         "{node}"
     );
+    let init_ns_pid = vigil
+        .process(node["parent_pid"].as_u64().unwrap())
+        .map(|init| init["ns_pid"].clone());
     assert_eq!(
-        state_of_pid(&vigil, u64::from(npm.id())),
-        None,
-        "npm left the table"
+        init_ns_pid,
+        Some(Value::from(1)),
+        "node was adopted by the pod's init"
     );
-    signal(node_pid as u32, libc::SIGKILL);
+    pod.kill();
     assert!(
-        eventually(Duration::from_secs(5), || state_of_pid(&vigil, node_pid)
+        eventually(Duration::from_secs(5), || vigil
+            .process(u64::from(node_pid))
             .is_none()),
         "node left the table once killed"
     );
     assert_eq!(vigil.metric("vigil_instrumented_processes"), 0.0);
+    assert_eq!(vigil.metric("vigil_short_lived_processes_total"), 0.0);
 }
 
 #[test]
@@ -111,23 +112,21 @@ fn a_late_listener_is_instrumented_when_it_listens() {
         return;
     }
     // Reconcile far away, so that only the listen event can explain a prompt instrumentation.
-    let vigil = Vigil::start("discovery:\n  reconcile_interval: 5m\n");
+    let vigil = Vigil::start(&format!("{POD_LISTENERS}  reconcile_interval: 5m\n"));
     let latency_count = vigil.metric("vigil_instrumentation_latency_seconds_count");
     let port = free_port();
     let started = Instant::now();
-    let mut npm = npm_start(port, 3000);
+    let pod = npm_start(port, 3000);
     let listened = Instant::now();
     assert!(listened - started >= Duration::from_secs(3));
     assert!(
-        eventually(Duration::from_secs(1), || listener_on(&vigil, port)
+        eventually(Duration::from_secs(1), || vigil
+            .listener_on(port)
             .is_some_and(|node| node["state"] == "instrumented")),
         "not instrumented within 1 s of listening: {:?}",
-        listener_on(&vigil, port)
+        vigil.listener_on(port)
     );
     assert!(vigil.metric("vigil_instrumentation_latency_seconds_count") > latency_count);
     assert!(vigil.metric("vigil_process_events_total{event=\"listen\"}") >= 1.0);
-    let node_pid = listener_on(&vigil, port).unwrap()["pid"].as_u64().unwrap() as u32;
-    signal(node_pid, libc::SIGKILL);
-    signal(npm.id(), libc::SIGKILL);
-    npm.wait().unwrap();
+    pod.kill();
 }

@@ -152,9 +152,7 @@ impl Serialize for MinProcessAge {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
             MinProcessAge::Auto => serializer.serialize_str("auto"),
-            MinProcessAge::Fixed(age) => {
-                serializer.collect_str(&humantime::format_duration(*age))
-            }
+            MinProcessAge::Fixed(age) => serializer.collect_str(&humantime::format_duration(*age)),
         }
     }
 }

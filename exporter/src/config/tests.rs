@@ -160,20 +160,26 @@ fn min_process_age_is_auto_or_a_duration() {
 fn min_process_age_bounds_must_be_ordered() {
     let error = error_of("discovery:\n  min_process_age_min: 20s\n");
     assert!(
-        error.contains("discovery.min_process_age_min (20s) is above discovery.min_process_age_max (10s)"),
+        error.contains(
+            "discovery.min_process_age_min (20s) is above discovery.min_process_age_max (10s)"
+        ),
         "{error}"
     );
 }
 
 #[test]
 fn kubernetes_selectors_are_refused_until_the_watcher_exists() {
-    let error = error_of(
-        "discovery:\n  exclude_instrument:\n    - k8s_pod_labels: {app: 'db-*'}\n",
-    );
+    let error =
+        error_of("discovery:\n  exclude_instrument:\n    - k8s_pod_labels: {app: 'db-*'}\n");
     assert!(
-        error.contains("discovery.exclude_instrument[0].k8s_pod_labels: Kubernetes selectors need pod metadata"),
+        error.contains(
+            "discovery.exclude_instrument[0].k8s_pod_labels: Kubernetes selectors need pod metadata"
+        ),
         "{error}"
     );
     let error = error_of("discovery:\n  instrument:\n    - k8s_namespace: '[unclosed'\n");
-    assert!(error.contains("unclosed character class"), "a bad glob is named: {error}");
+    assert!(
+        error.contains("unclosed character class"),
+        "a bad glob is named: {error}"
+    );
 }

@@ -45,7 +45,8 @@ use std::{
 };
 
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 use serde::Serialize;
 use vigil_common::{
@@ -53,9 +54,9 @@ use vigil_common::{
     process::{EXIT_GROUP_DEAD, EXIT_GROUP_DEAD_UNKNOWN},
 };
 
+use age::AgeThreshold;
 pub use cgroup::ContainerRef;
 pub use process::{ProcReader, ProcessIdentity, ProcessInfo, ReadError};
-use age::AgeThreshold;
 use selector::CompiledSelector;
 pub use table::{Corrections, ProcessTable, Upsert};
 
@@ -307,9 +308,7 @@ impl Discovery {
             .chain(&exclude)
             .any(CompiledSelector::needs_ports);
         let min_age = AgeThreshold::new(config.min_process_age, config.min_process_age_bounds());
-        metrics
-            .min_process_age
-            .set(min_age.current().as_secs_f64());
+        metrics.min_process_age.set(min_age.current().as_secs_f64());
         Discovery {
             reader: ProcReader::new(procfs),
             table: ProcessTable::default(),
@@ -654,10 +653,26 @@ impl Discovery {
         Ok(())
     }
 
-    /// Drops a process /proc says is gone: its table entry, its decision and its filter entry.
+    /// Drops a process /proc says is gone: its table entry, its decision and its filter entry. Its
+    /// children, reparented by the kernel (to a subreaper or their namespace's init), are re-read so the
+    /// tree shows their new parent.
     fn drop_process(&mut self, identity: ProcessIdentity, now: Instant) {
         self.table.remove(identity);
         self.forget_decision(identity, now);
+        let orphans: Vec<ProcessIdentity> = self
+            .table
+            .iter()
+            .filter(|info| info.parent_pid == identity.pid)
+            .map(|info| info.identity)
+            .collect();
+        for orphan in orphans {
+            // A failed read leaves the old parent until the next reconcile; the orphan itself is fine.
+            if let Ok(info) = self.reader.read(orphan.pid)
+                && info.identity == orphan
+            {
+                self.table.upsert(info);
+            }
+        }
     }
 
     /// Forgets what was decided for `identity` (gone, or its pid now holds another process): removes its
@@ -816,8 +831,7 @@ fn publish_if_old_enough(
     ticks_per_second: u64,
     metrics: &DiscoveryMetrics,
 ) {
-    let age_ns =
-        boot_time_ns().saturating_sub(start_boot_ns(decision.identity, ticks_per_second));
+    let age_ns = boot_time_ns().saturating_sub(start_boot_ns(decision.identity, ticks_per_second));
     if decision.state == ProcessState::Provisional && age_ns >= min_age.as_nanos() as u64 {
         decision.state = ProcessState::Instrumented;
         metrics.published.inc();

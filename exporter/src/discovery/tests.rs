@@ -39,7 +39,8 @@ fn discovery(yaml: &str) -> (Discovery, SharedFilter, prometheus::Registry) {
     let mut config: serde_yaml::Mapping = serde_yaml::from_str(BASE_CONFIG).unwrap();
     let overrides: serde_yaml::Mapping = serde_yaml::from_str(yaml).unwrap();
     config.extend(overrides);
-    let config: DiscoveryConfig = serde_yaml::from_value(serde_yaml::Value::Mapping(config)).unwrap();
+    let config: DiscoveryConfig =
+        serde_yaml::from_value(serde_yaml::Value::Mapping(config)).unwrap();
     let registry = prometheus::Registry::new();
     let filter = SharedFilter::default();
     let metrics = DiscoveryMetrics::register(&registry);
@@ -123,7 +124,12 @@ fn first_scan_instruments_matching_processes_and_never_vigil_itself() {
         "vigil itself"
     );
     assert!(!filter.contains(std::process::id()));
-    assert!(sample(&registry, "vigil_discovered_processes{state=\"provisional\"}") >= 1.0);
+    assert!(
+        sample(
+            &registry,
+            "vigil_discovered_processes{state=\"provisional\"}"
+        ) >= 1.0
+    );
 
     std::thread::sleep(Duration::from_millis(600));
     discovery.advance(Instant::now());
@@ -234,7 +240,10 @@ fn a_matching_process_that_dies_young_is_short_lived_and_never_published() {
     assert_eq!(state_of(&discovery, pid), Some(ProcessState::Provisional));
     child.kill().unwrap();
     child.wait().unwrap();
-    discovery.handle(&[event(ProcessEventKind::Exit, EXIT_GROUP_DEAD, pid, pid)], Instant::now());
+    discovery.handle(
+        &[event(ProcessEventKind::Exit, EXIT_GROUP_DEAD, pid, pid)],
+        Instant::now(),
+    );
     discovery.advance(Instant::now());
     assert!(!filter.contains(pid));
     assert_eq!(sample(&registry, "vigil_short_lived_processes_total"), 1.0);
@@ -259,7 +268,10 @@ fn young_deaths_after_publication_still_teach_the_threshold() {
     let mut child = child;
     child.kill().unwrap();
     child.wait().unwrap();
-    discovery.handle(&[event(ProcessEventKind::Exit, EXIT_GROUP_DEAD, pid, pid)], Instant::now());
+    discovery.handle(
+        &[event(ProcessEventKind::Exit, EXIT_GROUP_DEAD, pid, pid)],
+        Instant::now(),
+    );
     assert_eq!(sample(&registry, "vigil_short_lived_processes_total"), 0.0);
     let threshold = sample(&registry, "vigil_min_process_age_seconds");
     // Lifetime ~450 ms (start ticks are 10 ms coarse, the sleeps may run long): twice that.
