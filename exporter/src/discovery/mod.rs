@@ -326,7 +326,8 @@ impl Discovery {
     }
 
     /// Makes the table match /proc, counts the corrections, and re-evaluates every process that is not
-    /// instrumented (its ports may have changed unseen). The first call seeds the table.
+    /// captured (its ports may have changed unseen) or whose executable changed unseen. The first call
+    /// seeds the table.
     pub fn reconcile(&mut self, now: Instant) -> Result<Corrections, ReadError> {
         let mut live = Vec::new();
         for pid in self.reader.pids()? {
@@ -337,6 +338,11 @@ impl Discovery {
             }
         }
         let seeding = self.table.is_empty();
+        let exe_before: BTreeMap<ProcessIdentity, Option<std::path::PathBuf>> = self
+            .table
+            .iter()
+            .map(|info| (info.identity, info.exe.clone()))
+            .collect();
         let corrections = self.table.reconcile(live);
         if !seeding {
             for (kind, count) in [
@@ -357,12 +363,15 @@ impl Discovery {
         let to_evaluate: Vec<u32> = self
             .table
             .iter()
-            .map(|info| info.identity.pid)
-            .filter(|pid| {
+            .filter(|info| {
                 self.decisions
-                    .get(pid)
+                    .get(&info.identity.pid)
                     .is_none_or(|decision| decision.state == ProcessState::Candidate)
+                    || exe_before
+                        .get(&info.identity)
+                        .is_some_and(|exe| *exe != info.exe)
             })
+            .map(|info| info.identity.pid)
             .collect();
         for pid in to_evaluate {
             self.try_step(pid, PendingStep::Evaluate, None, 0, now);

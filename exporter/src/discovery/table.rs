@@ -19,7 +19,7 @@ pub enum Upsert {
 /// Corrections a reconcile against /proc made to the table; each is a kernel event the table missed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Corrections {
-    /// Live processes the table did not have.
+    /// Live processes the table did not have, or whose executable changed unseen (an exec).
     pub missed_exec: u64,
     /// Processes in the table that are gone.
     pub missed_exit: u64,
@@ -92,7 +92,12 @@ impl ProcessTable {
             }
         });
         for (pid, info) in live {
-            if self.upsert(info) == Upsert::Inserted && !reused.contains(&pid) {
+            let exe_changed = self
+                .processes
+                .get(&pid)
+                .is_some_and(|known| known.identity == info.identity && known.exe != info.exe);
+            let inserted = self.upsert(info) == Upsert::Inserted;
+            if exe_changed || (inserted && !reused.contains(&pid)) {
                 corrections.missed_exec += 1;
             }
         }

@@ -57,8 +57,10 @@ fn reconcile_counts_each_kind_of_correction() {
     table.upsert(process(1, 1, "/sbin/init"));
     table.upsert(process(20, 200, "/usr/bin/node")); // exited, exit event lost
     table.upsert(process(30, 300, "/bin/sh")); // pid reused by another program
+    table.upsert(process(50, 500, "/bin/sh")); // exec'd node, exec event lost
     let live = vec![
         process(1, 1, "/sbin/init"),
+        process(50, 500, "/usr/bin/node"),
         process(30, 900, "/usr/bin/python3"),
         process(40, 400, "/usr/bin/node"), // exec event lost
     ];
@@ -66,7 +68,7 @@ fn reconcile_counts_each_kind_of_correction() {
     assert_eq!(
         corrections,
         Corrections {
-            missed_exec: 1,
+            missed_exec: 2,
             missed_exit: 1,
             pid_reused: 1
         }
@@ -75,7 +77,11 @@ fn reconcile_counts_each_kind_of_correction() {
         .iter()
         .map(|info| (info.identity.pid, info.identity.start_ticks))
         .collect();
-    assert_eq!(pids, [(1, 1), (30, 900), (40, 400)]);
+    assert_eq!(pids, [(1, 1), (30, 900), (40, 400), (50, 500)]);
+    assert_eq!(
+        table.get(50).unwrap().exe.as_deref(),
+        Some("/usr/bin/node".as_ref())
+    );
     // A second reconcile against the same truth corrects nothing.
     let again = table.reconcile(table.iter().cloned().collect());
     assert_eq!(again, Corrections::default());
