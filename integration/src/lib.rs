@@ -7,6 +7,7 @@ mod pod;
 pub use pod::Pod;
 
 use std::{
+    collections::BTreeSet,
     io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
@@ -216,6 +217,13 @@ impl Vigil {
         }
     }
 
+    /// Kills vigil with SIGKILL (no chance to clean up) and reaps it.
+    pub fn kill_hard(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
     /// Waits for vigil to exit by itself (for start-up failures).
     pub fn wait_exit(mut self, timeout: Duration) -> (ExitStatus, String) {
         let mut child = self.child.take().unwrap();
@@ -245,6 +253,38 @@ impl Drop for Vigil {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// The tgids in the in-kernel filter map (`TRACKED_TGIDS`) of the newest vigil loaded: what the kernel
+/// programs will actually capture.
+pub fn tracked_tgids() -> BTreeSet<u32> {
+    let newest = aya::maps::loaded_maps()
+        .filter_map(Result::ok)
+        .filter(|info| info.name_as_str() == Some("TRACKED_TGIDS"))
+        .map(|info| info.id())
+        .max()
+        .expect("a vigil with its TRACKED_TGIDS map is running");
+    let data = aya::maps::MapData::from_id(newest).expect("opening TRACKED_TGIDS");
+    let map: aya::maps::HashMap<_, u32, u32> =
+        aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data)).expect("a hash map");
+    map.keys().filter_map(Result::ok).collect()
+}
+
+/// A helper process (a CPU hog, a workload outside any pod) killed when dropped, even on a failed
+/// assertion.
+pub struct Background(pub Child);
+
+impl Background {
+    pub fn spawn(command: &mut Command) -> Background {
+        Background(command.spawn().expect("starting a helper process"))
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

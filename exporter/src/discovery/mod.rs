@@ -283,6 +283,9 @@ pub struct Discovery {
     filter: Box<dyn ProcessFilter>,
     metrics: DiscoveryMetrics,
     min_age: AgeThreshold,
+    /// Listening sockets (inode → port) by network namespace inode, read once and kept until a process
+    /// listens or a reconcile starts.
+    listeners: BTreeMap<u64, BTreeMap<u64, u16>>,
     ticks_per_second: u64,
 }
 
@@ -320,6 +323,7 @@ impl Discovery {
             own_pid: std::process::id(),
             filter,
             min_age,
+            listeners: BTreeMap::new(),
             metrics,
             ticks_per_second: procfs::ticks_per_second(),
         }
@@ -329,6 +333,7 @@ impl Discovery {
     /// captured (its ports may have changed unseen) or whose executable changed unseen. The first call
     /// seeds the table.
     pub fn reconcile(&mut self, now: Instant) -> Result<Corrections, ReadError> {
+        self.listeners.clear();
         let mut live = Vec::new();
         for pid in self.reader.pids()? {
             match self.reader.read(pid) {
@@ -394,6 +399,8 @@ impl Discovery {
                     self.try_step(event.tgid, PendingStep::Read, trigger, 0, now);
                 }
                 Some(ProcessEventKind::Listen) => {
+                    // A new listening socket: the cached tables no longer tell the whole truth.
+                    self.listeners.clear();
                     let step = match self.table.get(event.tgid) {
                         Some(_) => PendingStep::Evaluate,
                         None => PendingStep::Read,
@@ -566,7 +573,7 @@ impl Discovery {
             return Ok(());
         };
         let ports = match self.selectors_need_ports {
-            true => match self.reader.listening_ports(pid) {
+            true => match self.listening_ports(pid) {
                 Ok(ports) => ports,
                 Err(ReadError::NotFound) => return self.confirm_exit(info.identity, now),
                 Err(error) => {
@@ -660,6 +667,26 @@ impl Discovery {
         );
         self.decisions.insert(pid, decision);
         Ok(())
+    }
+
+    /// The TCP ports `pid` listens on: its socket fds matched against the listening sockets of its network
+    /// namespace (cached).
+    fn listening_ports(&mut self, pid: u32) -> Result<BTreeSet<u16>, ReadError> {
+        let sockets = self.reader.socket_inodes(pid)?;
+        if sockets.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let namespace = self.reader.net_namespace(pid)?;
+        let listening = match self.listeners.entry(namespace) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                entry.insert(self.reader.listening_sockets(pid)?)
+            }
+        };
+        Ok(sockets
+            .iter()
+            .filter_map(|inode| listening.get(inode).copied())
+            .collect())
     }
 
     /// Drops a process /proc says is gone: its table entry, its decision and its filter entry. Its

@@ -2,7 +2,7 @@
 //! command line and cgroup.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
 };
 
@@ -193,30 +193,48 @@ impl ProcReader {
         })
     }
 
-    /// The TCP ports `pid` listens on: its socket fds matched against the listening sockets of its own
-    /// network namespace (`/proc/PID/net/tcp{,6}`).
-    pub fn listening_ports(&self, pid: u32) -> Result<BTreeSet<u16>, ReadError> {
+    /// The inodes of the sockets `pid` has open (from its fds).
+    pub fn socket_inodes(&self, pid: u32) -> Result<BTreeSet<u64>, ReadError> {
+        let mut inodes = BTreeSet::new();
+        for fd in self.open(pid)?.fd()? {
+            // An fd closed while we iterate is simply not there any more.
+            let Ok(fd) = fd else { continue };
+            if let FDTarget::Socket(inode) = fd.target {
+                inodes.insert(inode);
+            }
+        }
+        Ok(inodes)
+    }
+
+    /// The inode of `pid`'s network namespace (`/proc/PID/ns/net`).
+    pub fn net_namespace(&self, pid: u32) -> Result<u64, ReadError> {
+        let link = self.root.join(pid.to_string()).join("ns/net");
+        let target = std::fs::read_link(&link).map_err(|error| match error.kind() {
+            std::io::ErrorKind::NotFound => ReadError::NotFound,
+            std::io::ErrorKind::PermissionDenied => {
+                ReadError::PermissionDenied(link.display().to_string())
+            }
+            _ => ReadError::Other(format!("{}: {error}", link.display())),
+        })?;
+        // "net:[4026531840]"
+        target
+            .to_str()
+            .and_then(|text| text.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok())
+            .ok_or_else(|| ReadError::Other(format!("{}: unexpected {target:?}", link.display())))
+    }
+
+    /// The listening TCP sockets (inode → port) of `pid`'s network namespace, from
+    /// `/proc/PID/net/tcp{,6}`. The kernel walks its whole TCP hash to produce these files (milliseconds on
+    /// a large machine), so callers cache the result per namespace.
+    pub fn listening_sockets(&self, pid: u32) -> Result<BTreeMap<u64, u16>, ReadError> {
         let process = self.open(pid)?;
-        let mut listening = std::collections::BTreeMap::new();
+        let mut listening = BTreeMap::new();
         for entry in process.tcp()?.into_iter().chain(process.tcp6()?) {
             if entry.state == TcpState::Listen {
                 listening.insert(entry.inode, entry.local_address.port());
             }
         }
-        if listening.is_empty() {
-            return Ok(BTreeSet::new());
-        }
-        let mut ports = BTreeSet::new();
-        for fd in process.fd()? {
-            // An fd closed while we iterate is simply not there any more.
-            let Ok(fd) = fd else { continue };
-            if let FDTarget::Socket(inode) = fd.target
-                && let Some(port) = listening.get(&inode)
-            {
-                ports.insert(*port);
-            }
-        }
-        Ok(ports)
+        Ok(listening)
     }
 
     /// The pids of every process in /proc now.

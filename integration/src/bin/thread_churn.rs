@@ -19,10 +19,7 @@ use std::{
 fn main() {
     let mut args = std::env::args().skip(1).peekable();
     if args.peek().map(String::as_str) == Some("serve") {
-        let numbers: Vec<u64> = args
-            .skip(1)
-            .map(|n| n.parse().expect("a number"))
-            .collect();
+        let numbers: Vec<u64> = args.skip(1).map(|n| n.parse().expect("a number")).collect();
         let [port, rate, seconds] = numbers[..] else {
             panic!("usage: thread-churn serve PORT RATE SECONDS");
         };
