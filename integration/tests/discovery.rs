@@ -130,3 +130,95 @@ fn a_late_listener_is_instrumented_when_it_listens() {
     assert!(vigil.metric("vigil_process_events_total{event=\"listen\"}") >= 1.0);
     pod.kill();
 }
+
+/// Starts `program args` in a pod and waits for its `listening PORT` line.
+fn serving_pod(port: u16, program: &str, args: &[&str]) -> Pod {
+    let mut pod = Pod::start(program, args, |command| {
+        command
+            .current_dir(workspace().join("integration/workloads"))
+            .env("PORT", port.to_string());
+    });
+    assert_eq!(pod.read_line(), format!("listening {port}"));
+    pod
+}
+
+/// The pod's processes listening on `port`, once all `count` of them are instrumented.
+fn instrumented_listeners(vigil: &Vigil, pod: &Pod, port: u16, count: usize) -> Vec<Value> {
+    let listeners = || -> Vec<Value> {
+        vigil
+            .processes()
+            .into_iter()
+            .filter(|process| {
+                process["pod_uid"] == pod.uid.as_str()
+                    && process["listening_ports"]
+                        .as_array()
+                        .is_some_and(|ports| ports.contains(&Value::from(port)))
+            })
+            .collect()
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let listeners = listeners();
+            listeners.len() == count
+                && listeners
+                    .iter()
+                    .all(|process| process["state"] == "instrumented")
+        }),
+        "expected {count} instrumented listeners on {port}: {:?}",
+        listeners()
+    );
+    listeners()
+}
+
+#[test]
+fn every_process_tree_shape_ends_with_its_servers_instrumented() {
+    if !require_root("every_process_tree_shape_ends_with_its_servers_instrumented") {
+        return;
+    }
+    let vigil = Vigil::start(POD_LISTENERS);
+
+    // An exec chain: sh -c 'exec node …' becomes node, same pid.
+    let port = free_port();
+    let pod = serving_pod(port, "sh", &["-c", "exec node npm-server/server.js"]);
+    let node = instrumented_listeners(&vigil, &pod, port, 1).remove(0);
+    assert!(node["exe"].as_str().unwrap().ends_with("/node"), "{node}");
+    assert_eq!(
+        node["ns_pid"], 2,
+        "the exec kept pod-init's first child's pid: {node}"
+    );
+
+    // A pre-fork server: workers forked without exec inherit the listening socket and are served too.
+    let port = free_port();
+    let pod = serving_pod(
+        port,
+        "python3",
+        &["python/forking_server.py", "prefork", &port.to_string()],
+    );
+    let servers = instrumented_listeners(&vigil, &pod, port, 3);
+    let master = servers
+        .iter()
+        .find(|process| process["ns_pid"] == 2)
+        .expect("the master");
+    let workers = servers
+        .iter()
+        .filter(|process| process["parent_pid"] == master["pid"])
+        .count();
+    assert_eq!(workers, 2, "{servers:?}");
+
+    // A daemon: double fork and setsid; the first two generations exit, the grandchild serves,
+    // adopted by the pod's init.
+    let port = free_port();
+    let pod = serving_pod(
+        port,
+        "python3",
+        &["python/forking_server.py", "daemon", &port.to_string()],
+    );
+    let daemon = instrumented_listeners(&vigil, &pod, port, 1).remove(0);
+    let parent = vigil.process(daemon["parent_pid"].as_u64().unwrap());
+    assert_eq!(
+        parent.map(|init| init["ns_pid"].clone()),
+        Some(Value::from(1)),
+        "the daemon was adopted by the pod's init: {daemon}"
+    );
+    assert_eq!(vigil.metric("vigil_short_lived_processes_total"), 0.0);
+}

@@ -284,3 +284,30 @@ fn a_fixed_minimum_age_is_used_as_given() {
     assert_eq!(sample(&registry, "vigil_min_process_age_seconds"), 3.0);
     assert_eq!(discovery.min_age.current(), Duration::from_secs(3));
 }
+
+#[test]
+fn a_pid_reused_without_an_exit_event_loses_the_old_capture() {
+    let mut child = sleeper("reuse");
+    let pid = child.id();
+    let (mut discovery, filter, _) = discovery("{instrument: [{cmd_args: '*vigil-reuse-old*'}]}");
+    std::thread::sleep(Duration::from_millis(50));
+    let mut old = discovery.reader.read(pid).unwrap();
+    // An earlier program that held the pid and matched; its exit event was lost.
+    old.identity.start_ticks -= 1;
+    old.cmdline = "server vigil-reuse-old".into();
+    discovery.table.upsert(old);
+    assert!(discovery.evaluate(pid, None, Instant::now()).is_ok());
+    assert!(filter.contains(pid), "the old program is captured");
+
+    discovery.handle(
+        &[event(ProcessEventKind::Exec, 0, pid, pid)],
+        Instant::now(),
+    );
+    assert_eq!(state_of(&discovery, pid), Some(ProcessState::Candidate));
+    assert!(
+        !filter.contains(pid),
+        "the new program does not inherit the capture"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
