@@ -14,6 +14,10 @@ fn main() {
     let command = args.next().expect(usage);
     std::fs::write(format!("{cgroup}/cgroup.procs"), "0")
         .unwrap_or_else(|error| panic!("joining cgroup {cgroup}: {error}"));
+    #[expect(
+        clippy::zombie_processes,
+        reason = "the waitpid(-1) loop below reaps it, and the orphans it leaves"
+    )]
     Command::new(&command)
         .args(args)
         .spawn()
