@@ -311,3 +311,136 @@ fn a_pid_reused_without_an_exit_event_loses_the_old_capture() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A filter whose next `failures` inserts fail, as a full or broken kernel map would.
+#[derive(Clone, Default)]
+struct FlakyFilter {
+    inner: SharedFilter,
+    failures: Arc<Mutex<u32>>,
+}
+
+impl ProcessFilter for FlakyFilter {
+    fn insert(&mut self, tgid: u32) -> Result<(), String> {
+        let mut failures = self.failures.lock().unwrap();
+        if *failures > 0 {
+            *failures -= 1;
+            return Err("map full".into());
+        }
+        self.inner.insert(tgid)
+    }
+    fn remove(&mut self, tgid: u32) {
+        self.inner.remove(tgid);
+    }
+    fn contains(&self, tgid: u32) -> bool {
+        self.inner.contains(tgid)
+    }
+}
+
+/// Calls `advance` until `done` or two seconds pass (the longest backoff is 2 s).
+fn advance_until(discovery: &mut Discovery, mut done: impl FnMut(&Discovery) -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        discovery.advance(Instant::now());
+        if done(discovery) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+#[test]
+fn a_failed_filter_insert_is_retried_until_it_holds() {
+    let mut child = sleeper("flaky-filter");
+    let filter = FlakyFilter::default();
+    *filter.failures.lock().unwrap() = 2;
+    let config: DiscoveryConfig = serde_yaml::from_str(BASE_CONFIG).unwrap();
+    let registry = prometheus::Registry::new();
+    let mut discovery = Discovery::new(
+        Path::new("/proc"),
+        &config,
+        Box::new(filter.clone()),
+        DiscoveryMetrics::register(&registry),
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    discovery.reconcile(Instant::now()).unwrap();
+    let pid = child.id();
+    assert_eq!(state_of(&discovery, pid), Some(ProcessState::Candidate));
+    assert!(discovery.decisions[&pid].reason.contains("map full"));
+    assert!(discovery.retries.contains_key(&pid), "a retry is pending");
+    assert!(
+        advance_until(&mut discovery, |discovery| state_of(discovery, pid)
+            .is_some_and(ProcessState::is_captured)),
+        "captured once the map takes the entry"
+    );
+    assert!(filter.contains(pid));
+    assert_eq!(
+        sample(
+            &registry,
+            "vigil_instrumentation_errors_total{reason=\"map_update\",stage=\"filter_insert\"}"
+        ),
+        2.0
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_failed_proc_read_is_retried_with_its_reason_until_it_succeeds() {
+    // A procfs tree holding a copy of a real process, whose stat is caught half-written.
+    let child = sleeper("fixture");
+    std::thread::sleep(Duration::from_millis(50));
+    let pid = child.id();
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join(pid.to_string());
+    std::fs::create_dir(&dir).unwrap();
+    for file in ["status", "cmdline", "cgroup"] {
+        std::fs::copy(format!("/proc/{pid}/{file}"), dir.join(file)).unwrap();
+    }
+    std::os::unix::fs::symlink("/usr/bin/sleep", dir.join("exe")).unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    std::fs::write(dir.join("stat"), &stat[..stat.len() / 3]).unwrap();
+
+    let config: DiscoveryConfig = serde_yaml::from_str(BASE_CONFIG).unwrap();
+    let registry = prometheus::Registry::new();
+    let filter = SharedFilter::default();
+    let mut discovery = Discovery::new(
+        root.path(),
+        &config,
+        Box::new(filter.clone()),
+        DiscoveryMetrics::register(&registry),
+    );
+    discovery.handle(
+        &[event(ProcessEventKind::Exec, 0, pid, pid)],
+        Instant::now(),
+    );
+    assert!(discovery.table.get(pid).is_none());
+    let retry = discovery.retries.get(&pid).expect("the read is retried");
+    assert_eq!(retry.step, PendingStep::Read);
+    let errors: f64 = ["incomplete", "other"]
+        .iter()
+        .map(|reason| {
+            sample(
+                &registry,
+                &format!(
+                    "vigil_instrumentation_errors_total{{reason=\"{reason}\",stage=\"read_proc\"}}"
+                ),
+            )
+        })
+        .sum();
+    assert_eq!(errors, 1.0, "the failure is counted with its reason");
+
+    // Retried again while it stays broken, then succeeds once /proc answers.
+    std::thread::sleep(Duration::from_millis(100));
+    discovery.advance(Instant::now());
+    assert!(discovery.retries[&pid].attempts >= 2);
+    std::fs::write(dir.join("stat"), &stat).unwrap();
+    assert!(
+        advance_until(&mut discovery, |discovery| filter.contains(pid)),
+        "read and captured after the retry"
+    );
+    assert!(discovery.retries.is_empty());
+    let mut child = child;
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
