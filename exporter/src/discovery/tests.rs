@@ -436,7 +436,7 @@ fn a_failed_proc_read_is_retried_with_its_reason_until_it_succeeds() {
     assert!(discovery.retries[&pid].attempts >= 2);
     std::fs::write(dir.join("stat"), &stat).unwrap();
     assert!(
-        advance_until(&mut discovery, |discovery| filter.contains(pid)),
+        advance_until(&mut discovery, |_| filter.contains(pid)),
         "read and captured after the retry"
     );
     assert!(discovery.retries.is_empty());
