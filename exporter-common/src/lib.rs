@@ -6,8 +6,10 @@
 //! `aya::Pod` for them.
 #![no_std]
 
+pub mod io;
 pub mod process;
 
+pub use io::{IoEvent, IoEventKind, SyscallLayout};
 pub use process::{ProcessEvent, ProcessEventKind, ProcessTracepointLayout};
 
 /// Ring buffer that carries [`ProcessEvent`] records to user space.
@@ -17,6 +19,10 @@ pub const LOST_EVENTS_MAP: &str = "LOST_EVENTS";
 /// Hash map of the tgids vigil instruments (`u32` → `u32`, the value is reserved and 0): the in-kernel
 /// filter every capture program checks first, written by discovery the moment a process matches.
 pub const TRACKED_TGIDS_MAP: &str = "TRACKED_TGIDS";
+/// Ring buffer that carries [`IoEvent`] records to user space.
+pub const IO_EVENTS_MAP: &str = "IO_EVENTS";
+/// Global (`.rodata`) holding the [`SyscallLayout`] read from tracefs at start.
+pub const SYSCALL_LAYOUT_GLOBAL: &str = "SYSCALL_LAYOUT";
 /// Global (`.rodata`) holding the [`ProcessTracepointLayout`] read from tracefs at start.
 pub const PROCESS_LAYOUT_GLOBAL: &str = "PROCESS_LAYOUT";
 
@@ -28,11 +34,20 @@ pub enum LostSource {
     ProcessEvents = 0,
     /// A fork whose clone flags could not be remembered for classification (map full).
     CloneFlags = 1,
+    /// An [`IoEvent`] that found the I/O ring buffer full.
+    IoEvents = 2,
+    /// A syscall of an instrumented thread whose arguments could not be remembered (map full).
+    IoArguments = 3,
 }
 
 impl LostSource {
     /// Every source, in index order.
-    pub const ALL: [LostSource; 2] = [LostSource::ProcessEvents, LostSource::CloneFlags];
+    pub const ALL: [LostSource; 4] = [
+        LostSource::ProcessEvents,
+        LostSource::CloneFlags,
+        LostSource::IoEvents,
+        LostSource::IoArguments,
+    ];
     /// Number of entries [`LOST_EVENTS_MAP`] must have.
     pub const COUNT: u32 = Self::ALL.len() as u32;
 
@@ -41,6 +56,8 @@ impl LostSource {
         match self {
             LostSource::ProcessEvents => "process_events",
             LostSource::CloneFlags => "clone_flags",
+            LostSource::IoEvents => "io_events",
+            LostSource::IoArguments => "io_arguments",
         }
     }
 }

@@ -3,6 +3,7 @@
 #![no_std]
 #![no_main]
 
+mod io;
 mod process;
 mod tracked;
 

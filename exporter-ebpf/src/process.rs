@@ -60,7 +60,7 @@ fn read_field<T>(ctx: &TracePointContext, offset: u32) -> Result<T, i32> {
     unsafe { ctx.read_at::<T>(offset as usize) }
 }
 
-fn count_lost(source: LostSource) {
+pub(crate) fn count_lost(source: LostSource) {
     if let Some(counter) = LOST_EVENTS.get_ptr_mut(source as u32) {
         // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
         unsafe { *counter += 1 };

@@ -8,4 +8,4 @@ use aya_ebpf::{macros::map, maps::HashMap};
 
 /// Instrumented tgid → 0 (reserved).
 #[map]
-static TRACKED_TGIDS: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
+pub(crate) static TRACKED_TGIDS: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);

@@ -1,9 +1,11 @@
 //! vigil: discovers the processes on its node, captures their requests with eBPF and serves RED metrics.
 //!
 //! The data flows one way, one module per stage: [`kernel`] (eBPF events) → [`discovery`] (which
-//! processes) → [`metrics`] → [`admin`] (HTTP). [`run`] wires them together.
+//! processes) → [`capture`] (their HTTP requests) → [`metrics`] → [`admin`] (HTTP). [`run`] wires them
+//! together.
 
 pub mod admin;
+pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod discovery;
@@ -22,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     admin::{AdminState, Readiness},
+    capture::{Capture, CaptureMetrics},
     config::Config,
     discovery::{Discovery, DiscoveryMetrics},
     kernel::{KernelMetrics, KernelProbes},
@@ -32,6 +35,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let registry = metrics::new_registry();
     let kernel_metrics = KernelMetrics::register(&registry);
     let discovery_metrics = DiscoveryMetrics::register(&registry);
+    let capture_metrics = CaptureMetrics::register(&registry);
     let address = config.web.listen_address;
     let listener = TcpListener::bind(address)
         .await
@@ -47,7 +51,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     let server = tokio::spawn(admin::serve(listener, state, shutdown.clone()));
 
-    let (probes, mut kernel_events, tracked) =
+    let (probes, mut kernel_events, mut io_events, tracked) =
         KernelProbes::load(&config.ebpf, &config.paths.tracefs, &kernel_metrics)?;
     readiness.set_probes_attached();
     let discovery = Discovery::new(
@@ -76,7 +80,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     reconcile.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut heartbeat = tokio::time::interval(config.discovery.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut capture = Capture::new(config.metrics.max_routes_per_service, capture_metrics);
     let mut events = Vec::new();
+    let mut io = Vec::new();
     let stop = stop_signal();
     tokio::pin!(stop);
     loop {
@@ -86,11 +92,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 break;
             }
             _ = drain.tick() => {
+                io_events.drain(&mut io);
                 kernel_events.drain(&mut events);
                 let mut discovery = lock();
+                // I/O first: it comes only from captured processes, which are still in the table
+                // until this batch's exits are applied.
+                capture.handle(&io, &discovery);
                 discovery.handle(&events, Instant::now());
                 discovery.advance(Instant::now());
+                capture.settle(&discovery);
                 events.clear();
+                io.clear();
             }
             _ = heartbeat.tick() => lock().heartbeat(Instant::now()),
             _ = reconcile.tick() => {

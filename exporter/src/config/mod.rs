@@ -43,6 +43,15 @@ pub struct Config {
     pub paths: PathsConfig,
     pub ebpf: EbpfConfig,
     pub discovery: DiscoveryConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `metrics.*`: the series vigil serves.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Distinct `http_route` values per service; past it, requests get the route `_overflow`.
+    pub max_routes_per_service: usize,
 }
 
 /// `web.*`: the admin HTTP server.
@@ -80,6 +89,8 @@ pub struct PathsConfig {
 pub struct EbpfConfig {
     #[serde(deserialize_with = "ring_bytes::deserialize")]
     pub process_events_ring_bytes: u32,
+    #[serde(deserialize_with = "ring_bytes::deserialize")]
+    pub io_events_ring_bytes: u32,
     #[serde(with = "humantime_serde")]
     pub drain_interval: Duration,
 }
@@ -314,6 +325,10 @@ impl Config {
                     ));
                 }
             }
+        }
+        if self.metrics.max_routes_per_service == 0 {
+            let key = "metrics.max_routes_per_service";
+            return Err(origins.invalid(key, format!("{key} must be at least 1")));
         }
         if self.discovery.instrument.is_empty() {
             let key = "discovery.instrument";

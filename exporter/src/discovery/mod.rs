@@ -108,6 +108,17 @@ impl ProcessState {
     }
 }
 
+/// Whether what is captured from a process may become series, and as which service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Publication<'a> {
+    /// Instrumented: publish, as `service_name` (the executable's file name).
+    Published { service_name: &'a str },
+    /// Captured, but younger than the minimum process age: hold until it is published or gone.
+    Provisional,
+    /// Not captured: never matched, excluded, or gone.
+    NotCaptured,
+}
+
 /// The metric families of this stage.
 #[derive(Clone)]
 pub struct DiscoveryMetrics {
@@ -250,6 +261,8 @@ struct Decision {
     captured_boot_ns: Option<u64>,
     /// Boot-clock time of the kernel's exit event, once seen: the end of its lifetime.
     exited_boot_ns: Option<u64>,
+    /// `service_name` of what it serves: its executable's file name.
+    service_name: String,
 }
 
 /// Why a step failed: its stage and error, for the error counter.
@@ -430,6 +443,21 @@ impl Discovery {
             }
         }
         self.update_gauges();
+    }
+
+    /// Whether what was captured from `tgid` may be published now.
+    pub fn publication(&self, tgid: u32) -> Publication<'_> {
+        match self.decisions.get(&tgid) {
+            Some(decision) if decision.state == ProcessState::Instrumented => {
+                Publication::Published {
+                    service_name: &decision.service_name,
+                }
+            }
+            Some(decision) if decision.state == ProcessState::Provisional => {
+                Publication::Provisional
+            }
+            _ => Publication::NotCaptured,
+        }
     }
 
     /// Tries again every step whose backoff has passed, and publishes provisional processes that have
@@ -627,6 +655,7 @@ impl Discovery {
             last_heartbeat: previous.as_ref().and_then(|old| old.last_heartbeat),
             captured_boot_ns: None,
             exited_boot_ns: previous.as_ref().and_then(|old| old.exited_boot_ns),
+            service_name: service_name(&info),
         };
         match (verdict == ProcessState::Instrumented, was_captured) {
             (true, true) => {
@@ -858,6 +887,21 @@ impl Discovery {
             "pending_retries": retries,
         })
     }
+}
+
+/// The default `service_name` of a process: its executable's file name, else its command's.
+fn service_name(info: &ProcessInfo) -> String {
+    let program = info
+        .exe
+        .as_deref()
+        .and_then(Path::file_name)
+        .and_then(|name| name.to_str())
+        .or_else(|| {
+            let command = info.cmdline.split(' ').next()?;
+            command.rsplit('/').next()
+        })
+        .filter(|name| !name.is_empty());
+    program.unwrap_or("unknown").to_owned()
 }
 
 /// Moves a provisional process at least `min_age` old to instrumented.

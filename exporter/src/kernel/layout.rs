@@ -6,7 +6,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use vigil_common::{ProcessTracepointLayout, process::FIELD_ABSENT};
+use vigil_common::{ProcessTracepointLayout, SyscallLayout, process::FIELD_ABSENT};
 
 /// Why a tracepoint's layout could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +64,36 @@ pub fn parse_format(text: &str) -> HashMap<String, FieldLocation> {
         fields.insert(name.to_owned(), FieldLocation { offset, size });
     }
     fields
+}
+
+/// The layout of the syscall tracepoints the I/O programs read, from `sys_enter_read` (its first argument,
+/// `fd`; the others follow at 8-byte steps in every syscall tracepoint) and `sys_exit_read` (`ret`).
+pub fn read_syscall_layout(tracefs: &Path) -> Result<SyscallLayout, LayoutError> {
+    let field = |tracepoint: &'static str, field: &'static str| {
+        let path = tracefs
+            .join("events/syscalls")
+            .join(tracepoint)
+            .join("format");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|source| LayoutError::Unreadable { path, source })?;
+        match parse_format(&text).get(field) {
+            Some(location) if location.size == 8 => Ok(location.offset),
+            Some(location) => Err(LayoutError::Field {
+                tracepoint,
+                field,
+                problem: format!("is {} bytes, expected 8", location.size),
+            }),
+            None => Err(LayoutError::Field {
+                tracepoint,
+                field,
+                problem: "is missing".to_owned(),
+            }),
+        }
+    };
+    Ok(SyscallLayout {
+        first_argument: field("sys_enter_read", "fd")?,
+        ret: field("sys_exit_read", "ret")?,
+    })
 }
 
 /// The tracepoints the process programs read, with the fields each needs and their sizes.

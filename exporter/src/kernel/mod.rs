@@ -26,8 +26,9 @@ use aya::{
 };
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use vigil_common::{
-    LOST_EVENTS_MAP, LostSource, PROCESS_EVENTS_MAP, PROCESS_LAYOUT_GLOBAL, ProcessEvent,
-    ProcessEventKind, TRACKED_TGIDS_MAP,
+    IO_EVENTS_MAP, IoEvent, IoEventKind, LOST_EVENTS_MAP, LostSource, PROCESS_EVENTS_MAP,
+    PROCESS_LAYOUT_GLOBAL, ProcessEvent, ProcessEventKind, SYSCALL_LAYOUT_GLOBAL, SyscallLayout,
+    TRACKED_TGIDS_MAP, io,
     process::{EXIT_GROUP_DEAD, EXIT_GROUP_DEAD_UNKNOWN, programs},
 };
 
@@ -62,6 +63,30 @@ const PROCESS_PROGRAMS: [(&str, &str, &str); 5] = [
     (programs::LISTEN, "syscalls", "sys_exit_listen"),
 ];
 
+/// The I/O capture programs and the `syscalls/*` tracepoints each one is attached to.
+const IO_PROGRAMS: [(&str, &[&str]); 5] = [
+    (
+        io::programs::IO_ENTER,
+        &[
+            "sys_enter_read",
+            "sys_enter_recvfrom",
+            "sys_enter_write",
+            "sys_enter_sendto",
+            "sys_enter_writev",
+        ],
+    ),
+    (
+        io::programs::RECEIVE_EXIT,
+        &["sys_exit_read", "sys_exit_recvfrom"],
+    ),
+    (
+        io::programs::SEND_EXIT,
+        &["sys_exit_write", "sys_exit_sendto"],
+    ),
+    (io::programs::SENDV_EXIT, &["sys_exit_writev"]),
+    (io::programs::CLOSE, &["sys_enter_close"]),
+];
+
 /// The metric families of this stage.
 #[derive(Clone)]
 pub struct KernelMetrics {
@@ -69,6 +94,7 @@ pub struct KernelMetrics {
     events_lost: IntCounterVec,
     probes_attached: IntGaugeVec,
     probe_errors: IntCounterVec,
+    io_events: IntCounterVec,
 }
 
 impl KernelMetrics {
@@ -107,11 +133,20 @@ impl KernelMetrics {
                 "Failures to prepare, load or attach an eBPF program, by program and stage.",
                 &["program", "stage"],
             ),
+            io_events: counter(
+                "vigil_io_events_total",
+                "Socket I/O records of instrumented processes received from the kernel, by kind.",
+                &["kind"],
+            ),
         };
         for source in LostSource::ALL {
             metrics.events_lost.with_label_values(&[source.label()]);
         }
-        for (program, _, _) in PROCESS_PROGRAMS {
+        let programs = PROCESS_PROGRAMS
+            .iter()
+            .map(|(program, _, _)| *program)
+            .chain(IO_PROGRAMS.iter().map(|(program, _)| *program));
+        for program in programs {
             metrics.probes_attached.with_label_values(&[program]).set(0);
         }
         metrics
@@ -137,11 +172,18 @@ impl KernelProbes {
         config: &EbpfConfig,
         tracefs: &Path,
         metrics: &KernelMetrics,
-    ) -> Result<(KernelProbes, KernelEvents, TrackedTgids), KernelError> {
+    ) -> Result<(KernelProbes, KernelEvents, IoEvents, TrackedTgids), KernelError> {
         let (layout, layout_errors) = layout::read_process_layout(tracefs);
+        let syscall_layout = layout::read_syscall_layout(tracefs);
         let mut ebpf = EbpfLoader::new()
             .override_global(PROCESS_LAYOUT_GLOBAL, &layout, true)
+            .override_global(
+                SYSCALL_LAYOUT_GLOBAL,
+                syscall_layout.as_ref().unwrap_or(&SyscallLayout::UNKNOWN),
+                true,
+            )
             .map_max_entries(PROCESS_EVENTS_MAP, config.process_events_ring_bytes)
+            .map_max_entries(IO_EVENTS_MAP, config.io_events_ring_bytes)
             .load(EBPF_OBJECT)?;
 
         for (program, category, tracepoint) in PROCESS_PROGRAMS {
@@ -153,19 +195,18 @@ impl KernelProbes {
                     .inc();
                 continue;
             }
-            match attach_tracepoint(&mut ebpf, program, category, tracepoint) {
-                Ok(()) => {
-                    tracing::info!(program, tracepoint = %format!("{category}/{tracepoint}"), "attached");
-                    metrics.probes_attached.with_label_values(&[program]).set(1);
-                }
-                Err((stage, error)) => {
-                    tracing::error!(program, stage, error = %error, "eBPF program not attached; continuing without it");
-                    metrics
-                        .probe_errors
-                        .with_label_values(&[program, stage])
-                        .inc();
-                }
+            attach(&mut ebpf, metrics, program, category, &[tracepoint]);
+        }
+        for (program, tracepoints) in IO_PROGRAMS {
+            if let Err(error) = &syscall_layout {
+                tracing::error!(program, %error, "syscall tracepoint layout unusable; program not loaded");
+                metrics
+                    .probe_errors
+                    .with_label_values(&[program, "layout"])
+                    .inc();
+                continue;
             }
+            attach(&mut ebpf, metrics, program, "syscalls", tracepoints);
         }
 
         let mut take =
@@ -180,6 +221,11 @@ impl KernelProbes {
                 name: LOST_EVENTS_MAP,
                 source,
             })?;
+        let io_ring =
+            RingBuf::try_from(take(IO_EVENTS_MAP)?).map_err(|source| KernelError::Map {
+                name: IO_EVENTS_MAP,
+                source,
+            })?;
         let tracked =
             BpfHashMap::try_from(take(TRACKED_TGIDS_MAP)?).map_err(|source| KernelError::Map {
                 name: TRACKED_TGIDS_MAP,
@@ -191,9 +237,14 @@ impl KernelProbes {
             lost_seen: [0; LostSource::COUNT as usize],
             metrics: metrics.clone(),
         };
+        let io_events = IoEvents {
+            ring: io_ring,
+            metrics: metrics.clone(),
+        };
         Ok((
             KernelProbes { _ebpf: ebpf },
             events,
+            io_events,
             TrackedTgids { map: tracked },
         ))
     }
@@ -223,22 +274,40 @@ impl ProcessFilter for TrackedTgids {
 
 /// Loads and attaches one tracepoint program; on failure, the stage that failed and why (for a load
 /// failure the error carries the verifier log).
-fn attach_tracepoint(
+/// Loads `program` and attaches it to every one of `tracepoints`, logging and counting what fails; the
+/// program counts as attached only when all its tracepoints are.
+fn attach(
     ebpf: &mut Ebpf,
+    metrics: &KernelMetrics,
     program: &str,
     category: &str,
-    tracepoint: &str,
-) -> Result<(), (&'static str, ProgramError)> {
-    let tracepoint_program: &mut TracePoint = ebpf
-        .program_mut(program)
-        .expect("the embedded object defines every program in PROCESS_PROGRAMS")
-        .try_into()
-        .map_err(|error| ("load", error))?;
-    tracepoint_program.load().map_err(|error| ("load", error))?;
-    tracepoint_program
-        .attach(category, tracepoint)
-        .map_err(|error| ("attach", error))?;
-    Ok(())
+    tracepoints: &[&str],
+) {
+    let result = (|| -> Result<(), (&'static str, ProgramError)> {
+        let tracepoint_program: &mut TracePoint = ebpf
+            .program_mut(program)
+            .expect("the embedded object defines every program vigil attaches")
+            .try_into()
+            .map_err(|error| ("load", error))?;
+        tracepoint_program.load().map_err(|error| ("load", error))?;
+        for tracepoint in tracepoints {
+            tracepoint_program
+                .attach(category, tracepoint)
+                .map_err(|error| ("attach", error))?;
+            tracing::info!(program, tracepoint = %format!("{category}/{tracepoint}"), "attached");
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => metrics.probes_attached.with_label_values(&[program]).set(1),
+        Err((stage, error)) => {
+            tracing::error!(program, stage, error = %error, "eBPF program not attached; continuing without it");
+            metrics
+                .probe_errors
+                .with_label_values(&[program, stage])
+                .inc();
+        }
+    }
 }
 
 /// How one exit record is counted.
@@ -314,3 +383,33 @@ impl KernelEvents {
 
 #[cfg(test)]
 mod tests;
+
+/// The receiving end of the `IO_EVENTS` ring buffer (lost records are counted by [`KernelEvents`]).
+pub struct IoEvents {
+    ring: RingBuf<MapData>,
+    metrics: KernelMetrics,
+}
+
+impl IoEvents {
+    /// Appends every record the kernel submitted since the last call to `into`.
+    pub fn drain(&mut self, into: &mut Vec<IoEvent>) {
+        while let Some(record) = self.ring.next() {
+            let event = (record.len() >= size_of::<IoEvent>())
+                // SAFETY: the record is at least as long as an IoEvent, a plain-old-data type.
+                .then(|| unsafe { std::ptr::read_unaligned(record.as_ptr().cast::<IoEvent>()) });
+            let label = match event
+                .as_ref()
+                .and_then(|event| IoEventKind::from_u32(event.kind))
+            {
+                Some(IoEventKind::Receive) => "receive",
+                Some(IoEventKind::Send) => "send",
+                Some(IoEventKind::Close) => "close",
+                None => "malformed",
+            };
+            self.metrics.io_events.with_label_values(&[label]).inc();
+            if let Some(event) = event.filter(|_| label != "malformed") {
+                into.push(event);
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Socket I/O of instrumented processes: the bytes at the start of each read and write, from which user
+//! space recognises and pairs HTTP/1.x requests and responses.
+
+/// Program names, as the eBPF object exports them and user space looks them up.
+pub mod programs {
+    /// `syscalls/sys_enter_{read,recvfrom,write,sendto,writev}`: remembers the fd and buffer of an
+    /// instrumented thread's call until it returns.
+    pub const IO_ENTER: &str = "vigil_io_enter";
+    /// `syscalls/sys_exit_{read,recvfrom}`: records the bytes received.
+    pub const RECEIVE_EXIT: &str = "vigil_receive_exit";
+    /// `syscalls/sys_exit_{write,sendto}`: records the bytes sent from one buffer.
+    pub const SEND_EXIT: &str = "vigil_send_exit";
+    /// `syscalls/sys_exit_writev`: records the bytes sent, from the first buffer of the vector.
+    pub const SENDV_EXIT: &str = "vigil_sendv_exit";
+    /// `syscalls/sys_enter_close`: records that an fd of an instrumented process was closed.
+    pub const CLOSE: &str = "vigil_close";
+}
+
+/// Bytes of each transfer copied to user space: enough for a request line with a long path, or a status
+/// line and the first headers.
+pub const IO_DATA_MAX: usize = 128;
+
+/// What an [`IoEvent`] reports.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoEventKind {
+    /// `length` bytes were read from `fd`.
+    Receive = 1,
+    /// `length` bytes were written to `fd`.
+    Send = 2,
+    /// `fd` was closed.
+    Close = 3,
+}
+
+impl IoEventKind {
+    pub const fn from_u32(value: u32) -> Option<Self> {
+        match value {
+            1 => Some(IoEventKind::Receive),
+            2 => Some(IoEventKind::Send),
+            3 => Some(IoEventKind::Close),
+            _ => None,
+        }
+    }
+}
+
+/// One transfer (or close) of an instrumented process, as the `IO_EVENTS` ring buffer carries it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoEvent {
+    /// An [`IoEventKind`].
+    pub kind: u32,
+    /// Thread-group id (host pid) of the process.
+    pub tgid: u32,
+    pub fd: u32,
+    /// Bytes of `data` that are valid: at most [`IO_DATA_MAX`] and at most `length`.
+    pub captured: u32,
+    /// `bpf_ktime_get_boot_ns` when the syscall returned (entered, for a close).
+    pub boot_time_ns: u64,
+    /// Bytes transferred (the syscall's return value).
+    pub length: u64,
+    /// The first bytes transferred.
+    pub data: [u8; IO_DATA_MAX],
+}
+
+/// Byte offsets in the syscall tracepoints, read by user space from tracefs before loading: the first
+/// argument of `sys_enter_*` (the others follow at 8-byte steps) and `ret` of `sys_exit_*`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyscallLayout {
+    pub first_argument: u32,
+    pub ret: u32,
+}
+
+impl SyscallLayout {
+    /// Offsets that make every program return at once, for a kernel whose formats could not be read.
+    pub const UNKNOWN: SyscallLayout = SyscallLayout {
+        first_argument: super::process::FIELD_ABSENT,
+        ret: super::process::FIELD_ABSENT,
+    };
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain old data, `#[repr(C)]` without padding.
+unsafe impl aya::Pod for SyscallLayout {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_have_no_implicit_padding() {
+        assert_eq!(core::mem::size_of::<IoEvent>(), 4 * 4 + 2 * 8 + IO_DATA_MAX);
+        assert_eq!(core::mem::size_of::<SyscallLayout>(), 2 * 4);
+    }
+
+    #[test]
+    fn event_kinds_round_trip() {
+        for kind in [IoEventKind::Receive, IoEventKind::Send, IoEventKind::Close] {
+            assert_eq!(IoEventKind::from_u32(kind as u32), Some(kind));
+        }
+        assert_eq!(IoEventKind::from_u32(0), None);
+    }
+}

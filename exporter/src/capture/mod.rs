@@ -1,0 +1,330 @@
+//! Capture: the HTTP/1.x requests of instrumented processes, recognised and paired from their socket
+//! I/O records, turned into RED metrics.
+//!
+//! Per connection (tgid, fd), a request line read starts a server request and the next status line
+//! written ends it; a request line written starts a client request and the next status line read ends
+//! it. Requests are paired in order, so keep-alive connections work; interim `1xx` responses (except
+//! `101 Switching Protocols`) do not end a request. Connections need no accept or connect event: one
+//! that was open before vigil started, or before the process was instrumented, is adopted at its next
+//! request.
+//!
+//! **Duration.** Server: from the return of the read that brought the request line to the return of the
+//! write that sent the status line (the response head). Client: from the write of the request line to
+//! the read of the status line.
+//!
+//! **Publication.** What a `provisional` process does is held, not published; it becomes series when
+//! discovery publishes the process, and is dropped if the process dies first (see discovery's minimum
+//! process age).
+//!
+//! Metrics: `http_server_request_duration_seconds`, `http_client_request_duration_seconds` (histograms;
+//! labels `http_request_method`, `http_response_status_code`, `http_route` (server), `service_name`,
+//! `service_namespace`), `vigil_route_overflow_total{service_name}`,
+//! `vigil_http_unpaired_responses_total{side}`, `vigil_http_dropped_requests_total{reason}`.
+
+pub mod http1;
+pub mod route;
+
+use std::collections::{HashMap, VecDeque};
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use vigil_common::{IoEvent, IoEventKind};
+
+use crate::{
+    discovery::{Discovery, Publication},
+    metrics::register,
+};
+use http1::{parse_request, parse_status};
+use route::{RouteLimiter, heuristic_route};
+
+/// Duration buckets (seconds), as Beyla and the OpenTelemetry HTTP conventions use.
+pub const DURATION_BUCKETS: [f64; 15] = [
+    0.0, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+/// Requests awaiting their response on one connection, per side; older ones are forgotten past this.
+const MAX_PENDING_PER_CONNECTION: usize = 64;
+/// Requests of one provisional process held for publication; later ones are dropped and counted.
+const MAX_HELD_PER_PROCESS: usize = 100_000;
+
+/// The metric families of this stage.
+#[derive(Clone)]
+pub struct CaptureMetrics {
+    server_duration: HistogramVec,
+    client_duration: HistogramVec,
+    route_overflow: IntCounterVec,
+    unpaired: IntCounterVec,
+    dropped: IntCounterVec,
+}
+
+impl CaptureMetrics {
+    pub fn register(registry: &Registry) -> Self {
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                registry,
+                HistogramVec::new(
+                    HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec()),
+                    labels,
+                )
+                .expect("static"),
+            )
+        };
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                registry,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("static"),
+            )
+        };
+        let metrics = CaptureMetrics {
+            server_duration: histogram(
+                "http_server_request_duration_seconds",
+                "Duration of HTTP server requests: from reading the request line to writing the response head.",
+                &[
+                    "http_request_method",
+                    "http_response_status_code",
+                    "http_route",
+                    "service_name",
+                    "service_namespace",
+                ],
+            ),
+            client_duration: histogram(
+                "http_client_request_duration_seconds",
+                "Duration of HTTP client requests: from writing the request line to reading the response head.",
+                &[
+                    "http_request_method",
+                    "http_response_status_code",
+                    "service_name",
+                    "service_namespace",
+                ],
+            ),
+            route_overflow: counter(
+                "vigil_route_overflow_total",
+                "Server requests given the route _overflow because their service reached metrics.max_routes_per_service.",
+                &["service_name"],
+            ),
+            unpaired: counter(
+                "vigil_http_unpaired_responses_total",
+                "HTTP responses seen without a request to pair them with (a connection adopted mid-request), by side.",
+                &["side"],
+            ),
+            dropped: counter(
+                "vigil_http_dropped_requests_total",
+                "Captured requests never published: short_lived (the process died younger than the minimum age), hold_full (too many held for one provisional process).",
+                &["reason"],
+            ),
+        };
+        for side in ["server", "client"] {
+            metrics.unpaired.with_label_values(&[side]);
+        }
+        for reason in ["short_lived", "hold_full"] {
+            metrics.dropped.with_label_values(&[reason]);
+        }
+        metrics
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Server,
+    Client,
+}
+
+/// A request waiting for its response.
+#[derive(Debug)]
+struct Pending {
+    method: &'static str,
+    target: String,
+    started_ns: u64,
+}
+
+/// One connection's requests in flight, per side.
+#[derive(Debug, Default)]
+struct Connection {
+    server: VecDeque<Pending>,
+    client: VecDeque<Pending>,
+}
+
+/// A completed request.
+#[derive(Debug)]
+struct Observation {
+    side: Side,
+    method: &'static str,
+    target: String,
+    status: u16,
+    seconds: f64,
+}
+
+/// The capture state: connections in flight and requests held for provisional processes.
+pub struct Capture {
+    connections: HashMap<(u32, u32), Connection>,
+    held: HashMap<u32, Vec<Observation>>,
+    routes: RouteLimiter,
+    metrics: CaptureMetrics,
+}
+
+impl Capture {
+    pub fn new(max_routes_per_service: usize, metrics: CaptureMetrics) -> Self {
+        Capture {
+            connections: HashMap::new(),
+            held: HashMap::new(),
+            routes: RouteLimiter::new(max_routes_per_service),
+            metrics,
+        }
+    }
+
+    /// Applies I/O records, in order.
+    pub fn handle(&mut self, events: &[IoEvent], discovery: &Discovery) {
+        for event in events {
+            let key = (event.tgid, event.fd);
+            let data = &event.data[..(event.captured as usize).min(event.data.len())];
+            match IoEventKind::from_u32(event.kind) {
+                Some(IoEventKind::Receive) => {
+                    if let Some(head) = parse_request(data) {
+                        self.start(key, Side::Server, head, event.boot_time_ns);
+                    } else if let Some(status) = parse_status(data) {
+                        self.finish(key, Side::Client, status, event.boot_time_ns, discovery);
+                    }
+                }
+                Some(IoEventKind::Send) => {
+                    if let Some(status) = parse_status(data) {
+                        self.finish(key, Side::Server, status, event.boot_time_ns, discovery);
+                    } else if let Some(head) = parse_request(data) {
+                        self.start(key, Side::Client, head, event.boot_time_ns);
+                    }
+                }
+                Some(IoEventKind::Close) => {
+                    self.connections.remove(&key);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Publishes the requests held for processes discovery has published since, drops those of processes
+    /// that are gone, and forgets the connections of processes no longer captured.
+    pub fn settle(&mut self, discovery: &Discovery) {
+        let tgids: Vec<u32> = self.held.keys().copied().collect();
+        for tgid in tgids {
+            match discovery.publication(tgid) {
+                Publication::Provisional => {}
+                Publication::Published { service_name } => {
+                    for observation in self.held.remove(&tgid).unwrap_or_default() {
+                        self.record(service_name, observation);
+                    }
+                }
+                Publication::NotCaptured => {
+                    let dropped = self.held.remove(&tgid).map_or(0, |held| held.len());
+                    self.metrics
+                        .dropped
+                        .with_label_values(&["short_lived"])
+                        .inc_by(dropped as u64);
+                }
+            }
+        }
+        self.connections
+            .retain(|(tgid, _), _| discovery.publication(*tgid) != Publication::NotCaptured);
+    }
+
+    fn start(&mut self, key: (u32, u32), side: Side, head: http1::RequestHead, now_ns: u64) {
+        let connection = self.connections.entry(key).or_default();
+        let queue = match side {
+            Side::Server => &mut connection.server,
+            Side::Client => &mut connection.client,
+        };
+        if queue.len() == MAX_PENDING_PER_CONNECTION {
+            queue.pop_front();
+        }
+        queue.push_back(Pending {
+            method: head.method,
+            target: head.target,
+            started_ns: now_ns,
+        });
+    }
+
+    fn finish(
+        &mut self,
+        key: (u32, u32),
+        side: Side,
+        status: u16,
+        now_ns: u64,
+        discovery: &Discovery,
+    ) {
+        // An interim response: the request goes on (101 ends HTTP/1 on the connection, so it counts).
+        if (100..200).contains(&status) && status != 101 {
+            return;
+        }
+        let pending = self
+            .connections
+            .get_mut(&key)
+            .and_then(|connection| match side {
+                Side::Server => connection.server.pop_front(),
+                Side::Client => connection.client.pop_front(),
+            });
+        let Some(pending) = pending else {
+            let label = match side {
+                Side::Server => "server",
+                Side::Client => "client",
+            };
+            self.metrics.unpaired.with_label_values(&[label]).inc();
+            return;
+        };
+        let observation = Observation {
+            side,
+            method: pending.method,
+            target: pending.target,
+            status,
+            seconds: now_ns.saturating_sub(pending.started_ns) as f64 / 1e9,
+        };
+        match discovery.publication(key.0) {
+            Publication::Published { service_name } => self.record(service_name, observation),
+            Publication::Provisional => {
+                let held = self.held.entry(key.0).or_default();
+                if held.len() < MAX_HELD_PER_PROCESS {
+                    held.push(observation);
+                } else {
+                    self.metrics.dropped.with_label_values(&["hold_full"]).inc();
+                }
+            }
+            Publication::NotCaptured => {
+                self.metrics
+                    .dropped
+                    .with_label_values(&["short_lived"])
+                    .inc();
+            }
+        }
+    }
+
+    fn record(&mut self, service_name: &str, observation: Observation) {
+        let status = observation.status.to_string();
+        let service_namespace = "";
+        match observation.side {
+            Side::Server => {
+                let (route, admitted) = self
+                    .routes
+                    .admit(service_name, heuristic_route(&observation.target));
+                if !admitted {
+                    self.metrics
+                        .route_overflow
+                        .with_label_values(&[service_name])
+                        .inc();
+                }
+                self.metrics
+                    .server_duration
+                    .with_label_values(&[
+                        observation.method,
+                        &status,
+                        &route,
+                        service_name,
+                        service_namespace,
+                    ])
+                    .observe(observation.seconds);
+            }
+            Side::Client => self
+                .metrics
+                .client_duration
+                .with_label_values(&[observation.method, &status, service_name, service_namespace])
+                .observe(observation.seconds),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,297 @@
+//! Pairing and publication, with records as the kernel programs send them and a discovery that knows a
+//! real child process.
+
+use std::{
+    collections::BTreeSet,
+    path::Path,
+    process::{Child, Command},
+    time::{Duration, Instant},
+};
+
+use vigil_common::io::IO_DATA_MAX;
+
+use super::*;
+use crate::{
+    config::DiscoveryConfig,
+    discovery::{DiscoveryMetrics, ProcessFilter},
+};
+
+#[derive(Default)]
+struct SetFilter(BTreeSet<u32>);
+
+impl ProcessFilter for SetFilter {
+    fn insert(&mut self, tgid: u32) -> Result<(), String> {
+        self.0.insert(tgid);
+        Ok(())
+    }
+    fn remove(&mut self, tgid: u32) {
+        self.0.remove(&tgid);
+    }
+    fn contains(&self, tgid: u32) -> bool {
+        self.0.contains(&tgid)
+    }
+}
+
+/// A `sleep SECONDS` child (each test its own SECONDS, so that tests running side by side do not see
+/// each other's) and a discovery that captures it, with the given minimum process age.
+fn captured_child(seconds: &str, min_age: &str) -> (Child, Discovery) {
+    let child = Command::new("sleep").arg(seconds).spawn().unwrap();
+    let config: DiscoveryConfig = serde_yaml::from_str(&format!(
+        "instrument: [{{cmd_args: 'sleep {seconds}'}}]
+exclude_instrument: []
+reconcile_interval: 10s
+heartbeat_interval: 2s
+min_process_age: {min_age}
+min_process_age_min: 1ms
+min_process_age_max: 10s"
+    ))
+    .unwrap();
+    let mut discovery = Discovery::new(
+        Path::new("/proc"),
+        &config,
+        Box::new(SetFilter::default()),
+        DiscoveryMetrics::register(&Registry::new()),
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    discovery.reconcile(Instant::now()).unwrap();
+    assert_ne!(
+        discovery.publication(child.id()),
+        Publication::NotCaptured,
+        "the child is captured"
+    );
+    (child, discovery)
+}
+
+fn record(kind: IoEventKind, tgid: u32, fd: u32, at_ms: u64, data: &[u8]) -> IoEvent {
+    let mut event = IoEvent {
+        kind: kind as u32,
+        tgid,
+        fd,
+        captured: data.len().min(IO_DATA_MAX) as u32,
+        boot_time_ns: at_ms * 1_000_000,
+        length: data.len() as u64,
+        data: [0; IO_DATA_MAX],
+    };
+    event.data[..event.captured as usize].copy_from_slice(&data[..event.captured as usize]);
+    event
+}
+
+fn capture() -> (Capture, Registry) {
+    let registry = Registry::new();
+    let capture = Capture::new(100, CaptureMetrics::register(&registry));
+    (capture, registry)
+}
+
+fn sample(registry: &Registry, sample: &str) -> f64 {
+    crate::metrics::encode(registry)
+        .lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn server_count(registry: &Registry, method: &str, status: u16, route: &str) -> f64 {
+    sample(
+        registry,
+        &format!(
+            "http_server_request_duration_seconds_count{{http_request_method=\"{method}\",http_response_status_code=\"{status}\",http_route=\"{route}\",service_name=\"sleep\",service_namespace=\"\"}}"
+        ),
+    )
+}
+
+use IoEventKind::{Close, Receive, Send};
+
+#[test]
+fn keep_alive_requests_pair_in_order_with_their_durations() {
+    let (mut child, discovery) = captured_child("31.01", "1ms");
+    let pid = child.id();
+    let (mut capture, registry) = capture();
+    capture.handle(
+        &[
+            record(
+                Receive,
+                pid,
+                7,
+                1_000,
+                b"GET /users/1 HTTP/1.1\r\nHost: a\r\n\r\n",
+            ),
+            record(
+                Send,
+                pid,
+                7,
+                1_003,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            ),
+            record(
+                Receive,
+                pid,
+                7,
+                1_010,
+                b"GET /missing/page HTTP/1.1\r\n\r\n",
+            ),
+            record(Send, pid, 7, 1_110, b"HTTP/1.1 404 Not Found\r\n\r\n"),
+            // A body written separately is not a response.
+            record(Receive, pid, 7, 1_200, b"DELETE /users/2 HTTP/1.1\r\n\r\n"),
+            record(
+                Send,
+                pid,
+                7,
+                1_201,
+                b"HTTP/1.1 500 Internal\r\nTransfer-Encoding: chunked\r\n\r\n",
+            ),
+            record(Send, pid, 7, 1_202, b"5\r\nerror\r\n0\r\n\r\n"),
+        ],
+        &discovery,
+    );
+    assert_eq!(server_count(&registry, "GET", 200, "/users/{id}"), 1.0);
+    assert_eq!(server_count(&registry, "GET", 404, "/missing/page"), 1.0);
+    assert_eq!(server_count(&registry, "DELETE", 500, "/users/{id}"), 1.0);
+    let sum = sample(
+        &registry,
+        "http_server_request_duration_seconds_sum{http_request_method=\"GET\",http_response_status_code=\"404\",http_route=\"/missing/page\",service_name=\"sleep\",service_namespace=\"\"}",
+    );
+    assert!(
+        (sum - 0.1).abs() < 1e-9,
+        "read of the request to write of the head: {sum}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn an_interim_continue_does_not_end_the_request() {
+    let (mut child, discovery) = captured_child("31.02", "1ms");
+    let pid = child.id();
+    let (mut capture, registry) = capture();
+    capture.handle(
+        &[
+            record(
+                Receive,
+                pid,
+                3,
+                0,
+                b"POST /upload HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+            ),
+            record(Send, pid, 3, 1, b"HTTP/1.1 100 Continue\r\n\r\n"),
+            record(Receive, pid, 3, 2, b"the body"),
+            record(Send, pid, 3, 5, b"HTTP/1.1 201 Created\r\n\r\n"),
+        ],
+        &discovery,
+    );
+    assert_eq!(server_count(&registry, "POST", 201, "/upload"), 1.0);
+    assert_eq!(server_count(&registry, "POST", 100, "/upload"), 0.0);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn client_requests_are_timed_from_request_write_to_response_read() {
+    let (mut child, discovery) = captured_child("31.03", "1ms");
+    let pid = child.id();
+    let (mut capture, registry) = capture();
+    capture.handle(
+        &[
+            record(Send, pid, 9, 100, b"PUT /items/3 HTTP/1.1\r\n\r\n"),
+            record(Receive, pid, 9, 350, b"HTTP/1.1 204 No Content\r\n\r\n"),
+        ],
+        &discovery,
+    );
+    let labels = "{http_request_method=\"PUT\",http_response_status_code=\"204\",service_name=\"sleep\",service_namespace=\"\"}";
+    assert_eq!(
+        sample(
+            &registry,
+            &format!("http_client_request_duration_seconds_count{labels}")
+        ),
+        1.0
+    );
+    let sum = sample(
+        &registry,
+        &format!("http_client_request_duration_seconds_sum{labels}"),
+    );
+    assert!((sum - 0.25).abs() < 1e-9, "{sum}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_closed_connection_is_forgotten_and_strays_are_counted() {
+    let (mut child, discovery) = captured_child("31.04", "1ms");
+    let pid = child.id();
+    let (mut capture, registry) = capture();
+    capture.handle(
+        &[
+            record(Receive, pid, 4, 0, b"GET / HTTP/1.1\r\n\r\n"),
+            record(Close, pid, 4, 1, b""),
+            // The fd number is reused by a connection adopted mid-request.
+            record(Send, pid, 4, 2, b"HTTP/1.1 200 OK\r\n\r\n"),
+        ],
+        &discovery,
+    );
+    assert_eq!(server_count(&registry, "GET", 200, "/"), 0.0);
+    assert_eq!(
+        sample(
+            &registry,
+            "vigil_http_unpaired_responses_total{side=\"server\"}"
+        ),
+        1.0
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn requests_of_a_provisional_process_are_held_then_dropped_when_it_dies_young() {
+    let (mut child, mut discovery) = captured_child("31.05", "1h");
+    let pid = child.id();
+    assert_eq!(discovery.publication(pid), Publication::Provisional);
+    let (mut capture, registry) = capture();
+    capture.handle(
+        &[
+            record(Receive, pid, 5, 0, b"GET /a HTTP/1.1\r\n\r\n"),
+            record(Send, pid, 5, 1, b"HTTP/1.1 200 OK\r\n\r\n"),
+        ],
+        &discovery,
+    );
+    capture.settle(&discovery);
+    assert_eq!(
+        server_count(&registry, "GET", 200, "/a"),
+        0.0,
+        "held, not published"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    discovery.heartbeat(Instant::now());
+    capture.settle(&discovery);
+    assert_eq!(
+        server_count(&registry, "GET", 200, "/a"),
+        0.0,
+        "never published"
+    );
+    assert_eq!(
+        sample(
+            &registry,
+            "vigil_http_dropped_requests_total{reason=\"short_lived\"}"
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn held_requests_are_published_when_the_process_is() {
+    let (mut child, mut discovery) = captured_child("31.06", "300ms");
+    let pid = child.id();
+    assert_eq!(discovery.publication(pid), Publication::Provisional);
+    let (mut capture, registry) = capture();
+    capture.handle(
+        &[
+            record(Receive, pid, 5, 0, b"GET /early HTTP/1.1\r\n\r\n"),
+            record(Send, pid, 5, 1, b"HTTP/1.1 200 OK\r\n\r\n"),
+        ],
+        &discovery,
+    );
+    std::thread::sleep(Duration::from_millis(350));
+    discovery.advance(Instant::now());
+    capture.settle(&discovery);
+    assert_eq!(server_count(&registry, "GET", 200, "/early"), 1.0);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -1,0 +1,28 @@
+// An HTTP/1.1 server for capture tests. PORT from the environment. Routes:
+//   /users/<n>  → 200 with a small JSON body      /missing/... → 404
+//   /fail       → 500                              /chunked     → 200, chunked body in three writes
+//   /slow/<ms>  → 200 after <ms> milliseconds      anything else → 200 "ok"
+const http = require('http');
+const port = Number(process.env.PORT);
+const server = http.createServer((req, res) => {
+  if (req.url.startsWith('/users/')) {
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ id: req.url.slice(7) }));
+  } else if (req.url.startsWith('/missing')) {
+    res.statusCode = 404;
+    res.end('not found\n');
+  } else if (req.url === '/fail') {
+    res.statusCode = 500;
+    res.end('failed\n');
+  } else if (req.url === '/chunked') {
+    res.write('one ');
+    res.write('two ');
+    res.end('three\n');
+  } else if (req.url.startsWith('/slow/')) {
+    setTimeout(() => res.end('slow\n'), Number(req.url.slice(6)));
+  } else {
+    res.end('ok\n');
+  }
+});
+server.keepAliveTimeout = 60000;
+server.listen(port, '127.0.0.1', () => console.log(`listening ${port}`));
