@@ -16,10 +16,11 @@ pub struct RequestHead {
     pub target: String,
 }
 
-/// Parses the start of `data` as a request line. A request line cut by the capture limit still counts
-/// when it starts with a known method; an unknown method needs the whole line with its `HTTP/1.x`, so
-/// that arbitrary bytes are not taken for requests.
-pub fn parse_request(data: &[u8]) -> Option<RequestHead> {
+/// Parses the start of `data` as a request line. When the capture limit cut the transfer (`truncated`),
+/// a line that starts with a known method and a path still counts; otherwise (and always for an unknown
+/// method) the whole line with its `HTTP/1.x` is needed, so that arbitrary bytes are not taken for
+/// requests.
+pub fn parse_request(data: &[u8], truncated: bool) -> Option<RequestHead> {
     let mut headers = [httparse::EMPTY_HEADER; 0];
     let mut request = httparse::Request::new(&mut headers);
     // `TooManyHeaders` still fills in the request line.
@@ -29,6 +30,9 @@ pub fn parse_request(data: &[u8]) -> Option<RequestHead> {
             method: known_method(method),
             target: target.to_owned(),
         });
+    }
+    if !truncated {
+        return None;
     }
     let line = data.split(|&byte| byte == b'\r').next()?;
     let text = std::str::from_utf8(line).ok()?;
@@ -53,6 +57,31 @@ pub fn parse_status(data: &[u8]) -> Option<u16> {
     (100..=599).contains(&status).then_some(status)
 }
 
+/// Whether `data` may be the start of a request or status line whose rest comes in the next transfer
+/// (the peer wrote the head in pieces): no line end yet, and a method-like word or a prefix of
+/// `HTTP/1.x NNN`.
+pub fn is_incomplete_head(data: &[u8]) -> bool {
+    if data.is_empty() || data.len() > MAX_HEAD_PIECE || data.contains(&b'\n') {
+        return false;
+    }
+    if data.starts_with(b"HTTP/1.") || b"HTTP/1.".starts_with(data) {
+        return parse_status(data).is_none();
+    }
+    let method_end = data
+        .iter()
+        .position(|&byte| byte == b' ')
+        .unwrap_or(data.len());
+    let rest = &data[method_end..];
+    (1..=16).contains(&method_end)
+        && data[..method_end].iter().all(u8::is_ascii_uppercase)
+        && rest
+            .iter()
+            .all(|&byte| byte.is_ascii_graphic() || byte == b' ')
+}
+
+/// The longest head piece kept while waiting for the rest of its line.
+pub const MAX_HEAD_PIECE: usize = 512;
+
 fn known_method(method: &str) -> &'static str {
     KNOWN_METHODS
         .iter()
@@ -67,29 +96,35 @@ mod tests {
 
     #[test]
     fn request_lines_are_recognised() {
-        let head = parse_request(b"GET /users/42?x=1 HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        let head = parse_request(b"GET /users/42?x=1 HTTP/1.1\r\nHost: a\r\n\r\n", false).unwrap();
         assert_eq!(head.method, "GET");
         assert_eq!(head.target, "/users/42?x=1");
-        let head = parse_request(b"POST /a HTTP/1.0\r\n").unwrap();
+        let head = parse_request(b"POST /a HTTP/1.0\r\n", false).unwrap();
         assert_eq!(head.method, "POST");
     }
 
     #[test]
     fn unknown_methods_are_other_but_need_a_whole_line() {
         assert_eq!(
-            parse_request(b"PURGE /cache HTTP/1.1\r\n\r\n")
+            parse_request(b"PURGE /cache HTTP/1.1\r\n\r\n", false)
                 .unwrap()
                 .method,
             "_OTHER"
         );
-        assert_eq!(parse_request(b"PURGE /cache"), None);
+        assert_eq!(parse_request(b"PURGE /cache", true), None);
     }
 
     #[test]
     fn a_request_line_cut_by_the_capture_limit_still_counts() {
-        let head = parse_request(b"GET /very/long/path/that/goes/on").unwrap();
+        let head = parse_request(b"GET /very/long/path/that/goes/on", true).unwrap();
         assert_eq!(head.method, "GET");
         assert_eq!(head.target, "/very/long/path/that/goes/on");
+        // The same bytes as a whole read are half a line: the rest comes next.
+        assert_eq!(
+            parse_request(b"GET /very/long/path/that/goes/on", false),
+            None
+        );
+        assert!(is_incomplete_head(b"GET /very/long/path/that/goes/on"));
     }
 
     #[test]
@@ -101,7 +136,24 @@ mod tests {
             b"GETTER /x",
             b"",
         ] {
-            assert_eq!(parse_request(data), None, "{data:?}");
+            assert_eq!(parse_request(data, true), None, "{data:?}");
+        }
+    }
+
+    #[test]
+    fn pieces_of_heads_are_told_from_other_bytes() {
+        for piece in [&b"GET"[..], b"GET ", b"POST /upl", b"HTTP/1", b"HTTP/1.1 2"] {
+            assert!(is_incomplete_head(piece), "{piece:?}");
+        }
+        for other in [
+            &b"GET / HTTP/1.1\r\n"[..],
+            b"HTTP/1.1 200 OK",
+            b"{\"a\": 1}",
+            b"lower case",
+            b"\x00\x01",
+            b"",
+        ] {
+            assert!(!is_incomplete_head(other), "{other:?}");
         }
     }
 

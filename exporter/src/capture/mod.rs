@@ -4,7 +4,8 @@
 //! Per connection (tgid, fd), a request line read starts a server request and the next status line
 //! written ends it; a request line written starts a client request and the next status line read ends
 //! it. Requests are paired in order, so keep-alive connections work; interim `1xx` responses (except
-//! `101 Switching Protocols`) do not end a request. Connections need no accept or connect event: one
+//! `101 Switching Protocols`) do not end a request. A head line written in pieces (the peer sent
+//! `GET ` and the rest separately) is put together across transfers. Connections need no accept or connect event: one
 //! that was open before vigil started, or before the process was instrumented, is adopted at its next
 //! request.
 //!
@@ -33,7 +34,7 @@ use crate::{
     discovery::{Discovery, Publication},
     metrics::register,
 };
-use http1::{parse_request, parse_status};
+use http1::{is_incomplete_head, parse_request, parse_status};
 use route::{RouteLimiter, heuristic_route};
 
 /// Duration buckets (seconds), as Beyla and the OpenTelemetry HTTP conventions use.
@@ -135,11 +136,27 @@ struct Pending {
     started_ns: u64,
 }
 
-/// One connection's requests in flight, per side.
+/// One connection's requests in flight, per side, and the start of a head line still incomplete, per
+/// direction.
 #[derive(Debug, Default)]
 struct Connection {
     server: VecDeque<Pending>,
     client: VecDeque<Pending>,
+    received_piece: Option<HeadPiece>,
+    sent_piece: Option<HeadPiece>,
+}
+
+/// The start of a request or status line whose rest has not been transferred yet.
+#[derive(Debug)]
+struct HeadPiece {
+    bytes: Vec<u8>,
+    at_ns: u64,
+}
+
+/// What the start of a transfer is.
+enum Head {
+    Request(http1::RequestHead),
+    Status(u16),
 }
 
 /// A completed request.
@@ -174,28 +191,88 @@ impl Capture {
     pub fn handle(&mut self, events: &[IoEvent], discovery: &Discovery) {
         for event in events {
             let key = (event.tgid, event.fd);
-            let data = &event.data[..(event.captured as usize).min(event.data.len())];
-            match IoEventKind::from_u32(event.kind) {
-                Some(IoEventKind::Receive) => {
-                    if let Some(head) = parse_request(data) {
-                        self.start(key, Side::Server, head, event.boot_time_ns);
-                    } else if let Some(status) = parse_status(data) {
-                        self.finish(key, Side::Client, status, event.boot_time_ns, discovery);
-                    }
-                }
-                Some(IoEventKind::Send) => {
-                    if let Some(status) = parse_status(data) {
-                        self.finish(key, Side::Server, status, event.boot_time_ns, discovery);
-                    } else if let Some(head) = parse_request(data) {
-                        self.start(key, Side::Client, head, event.boot_time_ns);
-                    }
-                }
+            let (received, at_ns) = match IoEventKind::from_u32(event.kind) {
+                Some(IoEventKind::Receive) => (true, event.boot_time_ns),
+                Some(IoEventKind::Send) => (false, event.boot_time_ns),
                 Some(IoEventKind::Close) => {
                     self.connections.remove(&key);
+                    continue;
                 }
-                None => {}
+                None => continue,
+            };
+            let captured = (event.captured as usize).min(event.data.len());
+            let truncated = event.length > captured as u64;
+            let Some((head, started_ns)) =
+                self.recognise(key, received, &event.data[..captured], truncated, at_ns)
+            else {
+                continue;
+            };
+            match (head, received) {
+                (Head::Request(head), true) => self.start(key, Side::Server, head, started_ns),
+                (Head::Request(head), false) => self.start(key, Side::Client, head, started_ns),
+                (Head::Status(status), true) => {
+                    self.finish(key, Side::Client, status, at_ns, discovery)
+                }
+                (Head::Status(status), false) => {
+                    self.finish(key, Side::Server, status, at_ns, discovery)
+                }
             }
         }
+    }
+
+    /// What `data` starts, with when it started: joined to the piece of a head line the previous
+    /// transfer in this direction left, if any; kept as such a piece if it looks like one.
+    fn recognise(
+        &mut self,
+        key: (u32, u32),
+        received: bool,
+        data: &[u8],
+        truncated: bool,
+        at_ns: u64,
+    ) -> Option<(Head, u64)> {
+        let classify = |bytes: &[u8]| {
+            parse_request(bytes, truncated)
+                .map(Head::Request)
+                .or_else(|| parse_status(bytes).map(Head::Status))
+        };
+        fn piece_slot(connection: &mut Connection, received: bool) -> &mut Option<HeadPiece> {
+            match received {
+                true => &mut connection.received_piece,
+                false => &mut connection.sent_piece,
+            }
+        }
+        // A transfer that is a head by itself wins over joining it to an earlier piece (which was then
+        // something else, a body that happened to look like a head).
+        let piece = self
+            .connections
+            .get_mut(&key)
+            .and_then(|connection| piece_slot(connection, received).take());
+        if let Some(head) = classify(data) {
+            return Some((head, at_ns));
+        }
+        if let Some(piece) = piece {
+            let mut joined = piece.bytes;
+            joined.extend_from_slice(data);
+            if let Some(head) = classify(&joined) {
+                return Some((head, piece.at_ns));
+            }
+            if !truncated && is_incomplete_head(&joined) {
+                let connection = self.connections.entry(key).or_default();
+                *piece_slot(connection, received) = Some(HeadPiece {
+                    bytes: joined,
+                    at_ns: piece.at_ns,
+                });
+                return None;
+            }
+        }
+        if !truncated && is_incomplete_head(data) {
+            let connection = self.connections.entry(key).or_default();
+            *piece_slot(connection, received) = Some(HeadPiece {
+                bytes: data.to_vec(),
+                at_ns,
+            });
+        }
+        None
     }
 
     /// Publishes the requests held for processes discovery has published since, drops those of processes

@@ -295,3 +295,45 @@ fn held_requests_are_published_when_the_process_is() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn a_request_line_written_in_pieces_is_put_together() {
+    let (mut child, discovery) = captured_child("31.07", "1ms");
+    let pid = child.id();
+    let (mut capture, registry) = capture();
+    capture.handle(
+        &[
+            record(Receive, pid, 6, 10, b"GET "),
+            record(Receive, pid, 6, 11, b"/users/5"),
+            record(Receive, pid, 6, 12, b" HTTP/1.1\r\nHost: a\r\n\r\n"),
+            record(Send, pid, 6, 20, b"HTTP/1.1 "),
+            record(Send, pid, 6, 21, b"200 OK\r\n\r\n"),
+            // A body that looks like the start of a head does not swallow the next request.
+            record(
+                Receive,
+                pid,
+                6,
+                30,
+                b"POST /orders HTTP/1.1\r\nContent-Length: 3\r\n\r\n",
+            ),
+            record(Receive, pid, 6, 31, b"ABC"),
+            record(Send, pid, 6, 32, b"HTTP/1.1 201 Created\r\n\r\n"),
+            record(Receive, pid, 6, 40, b"GET /next HTTP/1.1\r\n\r\n"),
+            record(Send, pid, 6, 41, b"HTTP/1.1 200 OK\r\n\r\n"),
+        ],
+        &discovery,
+    );
+    assert_eq!(server_count(&registry, "GET", 200, "/users/{id}"), 1.0);
+    let sum = sample(
+        &registry,
+        "http_server_request_duration_seconds_sum{http_request_method=\"GET\",http_response_status_code=\"200\",http_route=\"/users/{id}\",service_name=\"sleep\",service_namespace=\"\"}",
+    );
+    assert!(
+        (sum - 0.011).abs() < 1e-9,
+        "from the first piece to the status line: {sum}"
+    );
+    assert_eq!(server_count(&registry, "POST", 201, "/orders"), 1.0);
+    assert_eq!(server_count(&registry, "GET", 200, "/next"), 1.0);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -1,0 +1,119 @@
+//! A plain HTTP/1.1 client that sends an exact number of requests and counts the responses by path
+//! and status: the ground truth capture scenarios compare vigil's series with.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::TcpStream,
+};
+
+/// Responses received, by (request path, status code).
+pub type Tally = BTreeMap<(String, u16), u64>;
+
+/// A connection to a server on 127.0.0.1.
+pub struct Connection {
+    reader: BufReader<TcpStream>,
+    port: u16,
+}
+
+impl Connection {
+    pub fn open(port: u16) -> Connection {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the server");
+        Connection {
+            reader: BufReader::new(stream),
+            port,
+        }
+    }
+
+    /// Sends `GET path` on this keep-alive connection and reads the whole response; returns the status.
+    /// The server must answer with a `Content-Length`.
+    pub fn get(&mut self, path: &str) -> u16 {
+        // One write per request, as real clients do (and without waiting on Nagle's algorithm).
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+            self.port
+        );
+        self.reader
+            .get_mut()
+            .write_all(request.as_bytes())
+            .expect("sending the request");
+        let (status, length) = read_head(&mut self.reader);
+        let mut body = vec![0; length.expect("a Content-Length")];
+        self.reader.read_exact(&mut body).expect("reading the body");
+        status
+    }
+}
+
+/// Sends `GET path` on a new connection with `Connection: close` and reads until the server closes it.
+pub fn get_once(port: u16, path: &str) -> u16 {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the server");
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .expect("sending the request");
+    let mut reader = BufReader::new(stream);
+    let (status, _) = read_head(&mut reader);
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).expect("reading to the end");
+    status
+}
+
+/// `connections` keep-alive connections in parallel, each sending `per_connection` requests cycling
+/// through `paths`; the tally of all responses.
+pub fn keep_alive_load(
+    port: u16,
+    connections: usize,
+    per_connection: usize,
+    paths: &[String],
+) -> Tally {
+    let workers: Vec<_> = (0..connections)
+        .map(|worker| {
+            let paths = paths.to_vec();
+            std::thread::spawn(move || {
+                let mut connection = Connection::open(port);
+                let mut tally = Tally::new();
+                for n in 0..per_connection {
+                    let path = &paths[(worker + n) % paths.len()];
+                    let status = connection.get(path);
+                    *tally.entry((path.clone(), status)).or_default() += 1;
+                }
+                tally
+            })
+        })
+        .collect();
+    let mut total = Tally::new();
+    for worker in workers {
+        for (key, count) in worker.join().expect("a load worker") {
+            *total.entry(key).or_default() += count;
+        }
+    }
+    total
+}
+
+/// Reads a status line and headers; returns the status and the Content-Length, if any.
+fn read_head(reader: &mut BufReader<TcpStream>) -> (u16, Option<usize>) {
+    let mut line = String::new();
+    reader
+        .read_line(&mut line)
+        .expect("reading the status line");
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not a status line: {line:?}"));
+    let mut length = None;
+    loop {
+        line.clear();
+        reader.read_line(&mut line).expect("reading a header");
+        let header = line.trim_end();
+        if header.is_empty() {
+            return (status, length);
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().ok();
+        }
+    }
+}

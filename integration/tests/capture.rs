@@ -1,0 +1,291 @@
+//! Root only: HTTP/1.x capture of real servers and clients in simulated pods, counted against the
+//! clients' own tallies.
+
+use std::{collections::BTreeMap, process::Stdio, time::Duration};
+
+use vigil_integration::{Pod, Vigil, eventually, free_port, http_client, require_root, workspace};
+
+/// Counts of one histogram family in `/metrics`, by (label, label) values, for one service.
+fn counts(
+    vigil: &Vigil,
+    family: &str,
+    service: &str,
+    first_label: &str,
+    second_label: &str,
+) -> BTreeMap<(String, String), u64> {
+    let (_, body) = vigil.get("/metrics");
+    let prefix = format!("{family}_count{{");
+    let mut counts = BTreeMap::new();
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix(&prefix) else {
+            continue;
+        };
+        let (labels, value) = rest.rsplit_once("} ").expect("a sample");
+        let label = |name: &str| {
+            labels
+                .split("\",")
+                .find_map(|pair| pair.strip_prefix(&format!("{name}=\"")))
+                .map(|value| value.trim_end_matches('"').to_owned())
+                .unwrap_or_default()
+        };
+        if label("service_name") != service {
+            continue;
+        }
+        let key = (label(first_label), label(second_label));
+        *counts.entry(key).or_default() += value.parse::<u64>().expect("a count");
+    }
+    counts
+}
+
+/// Server requests in `/metrics`, by (route, status).
+fn server_counts(vigil: &Vigil, service: &str) -> BTreeMap<(String, String), u64> {
+    counts(
+        vigil,
+        "http_server_request_duration_seconds",
+        service,
+        "http_route",
+        "http_response_status_code",
+    )
+}
+
+/// What the server series must say for a client tally, given each path's route.
+fn expected(
+    tally: &http_client::Tally,
+    route_of: impl Fn(&str) -> String,
+) -> BTreeMap<(String, String), u64> {
+    let mut expected = BTreeMap::new();
+    for ((path, status), count) in tally {
+        *expected
+            .entry((route_of(path), status.to_string()))
+            .or_default() += count;
+    }
+    expected
+}
+
+/// Waits until `/metrics` shows `want`, then checks it stays so (nothing counted twice).
+fn assert_counts_settle(
+    want: &BTreeMap<(String, String), u64>,
+    got: impl Fn() -> BTreeMap<(String, String), u64>,
+) {
+    let settled = eventually(Duration::from_secs(10), || got() == *want);
+    assert!(settled, "series {:?}\nclient  {want:?}", got());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(got(), *want, "counted more than once");
+}
+
+fn node_server_pod(port: u16) -> Pod {
+    let mut pod = Pod::start("node", &["server.js"], |command| {
+        command
+            .current_dir(workspace().join("integration/workloads/http-server"))
+            .env("PORT", port.to_string());
+    });
+    assert_eq!(pod.read_line(), format!("listening {port}"));
+    pod
+}
+
+/// Waits until the process listening on `port` is captured (its filter entry is in place): requests
+/// sent between its `listen` and that moment (one drain interval) are not seen.
+fn wait_captured(vigil: &Vigil, port: u16) {
+    assert!(
+        eventually(Duration::from_secs(5), || vigil
+            .listener_on(port)
+            .is_some_and(
+                |process| process["state"] == "provisional" || process["state"] == "instrumented"
+            )),
+        "the server on {port} was captured: {:?}",
+        vigil.listener_on(port)
+    );
+}
+
+fn route_of_node_path(path: &str) -> String {
+    match path {
+        path if path.starts_with("/users/") => "/users/{id}".to_owned(),
+        path => path.to_owned(),
+    }
+}
+
+const POD_LISTENERS: &str =
+    "discovery:\n  instrument: [{open_ports: '1-65535', container: true}]\n";
+
+#[test]
+fn node_server_requests_are_counted_exactly_by_route_and_status() {
+    if !require_root("node_server_requests_are_counted_exactly_by_route_and_status") {
+        return;
+    }
+    let vigil = Vigil::start(POD_LISTENERS);
+    let port = free_port();
+    let _pod = node_server_pod(port);
+    wait_captured(&vigil, port);
+    // The load starts while node is still provisional: its first requests are held, then published.
+    let paths: Vec<String> = (0..50)
+        .map(|n| format!("/users/{n}"))
+        .chain([
+            "/missing/page".to_owned(),
+            "/fail".to_owned(),
+            "/".to_owned(),
+        ])
+        .collect();
+    let mut tally = http_client::keep_alive_load(port, 8, 6_250, &paths);
+    for n in 0..500 {
+        let path = &paths[n % paths.len()];
+        let status = http_client::get_once(port, path);
+        *tally.entry((path.clone(), status)).or_default() += 1;
+    }
+    let total: u64 = tally.values().sum();
+    assert_eq!(total, 50_500);
+    for status in [200, 404, 500] {
+        assert!(
+            tally.keys().any(|(_, got)| *got == status),
+            "{status} in the mix"
+        );
+    }
+    assert_counts_settle(&expected(&tally, route_of_node_path), || {
+        server_counts(&vigil, "node")
+    });
+    assert_eq!(
+        vigil.metric("vigil_ebpf_events_lost_total{source=\"io_events\"}"),
+        0.0
+    );
+    println!("node: {total} requests counted exactly");
+}
+
+#[test]
+fn python_http_server_requests_are_counted_exactly() {
+    if !require_root("python_http_server_requests_are_counted_exactly") {
+        return;
+    }
+    let vigil = Vigil::start(POD_LISTENERS);
+    let port = free_port();
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("index.html"), "hello\n").unwrap();
+    let port_arg = port.to_string();
+    let directory = site.path().to_str().unwrap().to_owned();
+    let mut pod = Pod::start(
+        "python3",
+        &[
+            "-u",
+            "-c",
+            "import functools, http.server, sys\n\
+             handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[2])\n\
+             server = http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), handler)\n\
+             print(f'listening {sys.argv[1]}', flush=True)\n\
+             server.serve_forever()",
+            &port_arg,
+            &directory,
+        ],
+        |command| {
+            command.stderr(Stdio::null());
+        },
+    );
+    assert_eq!(pod.read_line(), format!("listening {port}"));
+    wait_captured(&vigil, port);
+    // http.server answers HTTP/1.0 and closes: one connection per request (recvfrom/sendto here).
+    let mut tally = http_client::Tally::new();
+    for n in 0..2_000 {
+        let path = if n % 4 == 0 {
+            "/nothing-here"
+        } else {
+            "/index.html"
+        };
+        let status = http_client::get_once(port, path);
+        *tally.entry((path.to_owned(), status)).or_default() += 1;
+    }
+    assert!(tally.contains_key(&("/index.html".to_owned(), 200)));
+    assert!(tally.contains_key(&("/nothing-here".to_owned(), 404)));
+    assert_counts_settle(&expected(&tally, str::to_owned), || {
+        server_counts(&vigil, "python3.11")
+            .into_iter()
+            .chain(server_counts(&vigil, "python3"))
+            .collect()
+    });
+}
+
+#[test]
+fn uninstrumented_processes_produce_nothing_even_on_matching_ports() {
+    if !require_root("uninstrumented_processes_produce_nothing_even_on_matching_ports") {
+        return;
+    }
+    let vigil = Vigil::start(
+        "discovery:\n  instrument: [{open_ports: '1-65535', container: true}]\n  \
+         exclude_instrument: [{cmd_args: 'node server.js'}]\n",
+    );
+    let port = free_port();
+    let _pod = node_server_pod(port);
+    let tally = http_client::keep_alive_load(port, 2, 500, &["/users/1".to_owned()]);
+    assert_eq!(tally.values().sum::<u64>(), 1_000);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(server_counts(&vigil, "node").is_empty());
+    for kind in ["receive", "send", "close"] {
+        assert_eq!(
+            vigil.metric(&format!("vigil_io_events_total{{kind=\"{kind}\"}}")),
+            0.0,
+            "the kernel filter let {kind} records of an excluded process through"
+        );
+    }
+}
+
+#[test]
+fn keep_alive_connections_open_before_vigil_starts_are_adopted() {
+    if !require_root("keep_alive_connections_open_before_vigil_starts_are_adopted") {
+        return;
+    }
+    let port = free_port();
+    let _pod = node_server_pod(port);
+    let mut connections: Vec<http_client::Connection> = (0..4)
+        .map(|_| http_client::Connection::open(port))
+        .collect();
+    for connection in &mut connections {
+        for _ in 0..100 {
+            assert_eq!(connection.get("/users/7"), 200);
+        }
+    }
+    let vigil = Vigil::start(POD_LISTENERS);
+    // Node is older than the minimum age: published as soon as the start-up scan finds it.
+    for connection in &mut connections {
+        for _ in 0..1_000 {
+            assert_eq!(connection.get("/users/7"), 200);
+        }
+    }
+    let want = BTreeMap::from([(("/users/{id}".to_owned(), "200".to_owned()), 4_000)]);
+    assert_counts_settle(&want, || server_counts(&vigil, "node"));
+}
+
+#[test]
+fn an_instrumented_node_client_is_timed_against_an_uninstrumented_server() {
+    if !require_root("an_instrumented_node_client_is_timed_against_an_uninstrumented_server") {
+        return;
+    }
+    let vigil = Vigil::start("discovery:\n  instrument: [{cmd_args: '*client.js*'}]\n");
+    let port = free_port();
+    let _server = node_server_pod(port);
+    // The client waits a second before its first request: it is captured and published by then.
+    let mut client = Pod::start("node", &["client.js"], |command| {
+        command
+            .current_dir(workspace().join("integration/workloads/http-server"))
+            .env("PORT", port.to_string())
+            .env("REQUESTS", "600");
+    });
+    let report = client.read_line();
+    let mut tally = BTreeMap::new();
+    for pair in report.split_whitespace() {
+        let (status, count) = pair.split_once('=').expect("status=count");
+        tally.insert(
+            ("GET".to_owned(), status.to_owned()),
+            count.parse::<u64>().unwrap(),
+        );
+    }
+    assert_eq!(tally.values().sum::<u64>(), 600, "{report}");
+    assert_counts_settle(&tally, || {
+        counts(
+            &vigil,
+            "http_client_request_duration_seconds",
+            "node",
+            "http_request_method",
+            "http_response_status_code",
+        )
+    });
+    assert!(
+        server_counts(&vigil, "node").is_empty(),
+        "the server is not instrumented"
+    );
+}
