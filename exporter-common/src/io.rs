@@ -3,9 +3,6 @@
 
 /// Program names, as the eBPF object exports them and user space looks them up.
 pub mod programs {
-    /// `syscalls/sys_enter_{read,recvfrom,write,sendto,writev}`: remembers the fd and buffer of an
-    /// instrumented thread's call until it returns.
-    pub const IO_ENTER: &str = "vigil_io_enter";
     /// `syscalls/sys_exit_{read,recvfrom}`: records the bytes received.
     pub const RECEIVE_EXIT: &str = "vigil_receive_exit";
     /// `syscalls/sys_exit_{write,sendto}`: records the bytes sent from one buffer.
@@ -16,9 +13,11 @@ pub mod programs {
     pub const CLOSE: &str = "vigil_close";
 }
 
-/// Bytes of each transfer copied to user space: enough for a request line with a long path, or a status
-/// line and the first headers.
+/// Bytes of each received transfer copied to user space: enough for a request line with a long path.
 pub const IO_DATA_MAX: usize = 128;
+/// Bytes of each sent transfer copied: a status line's `HTTP/1.1 200`, or a client request's method and
+/// the start of its path (the client metrics have no route). Copying costs the traced process time.
+pub const SEND_DATA_MAX: usize = 16;
 
 /// What an [`IoEvent`] reports.
 #[repr(u32)]
@@ -62,13 +61,18 @@ pub struct IoEvent {
     pub data: [u8; IO_DATA_MAX],
 }
 
-/// Byte offsets in the syscall tracepoints, read by user space from tracefs before loading: the first
-/// argument of `sys_enter_*` (the others follow at 8-byte steps) and `ret` of `sys_exit_*`.
+/// Where the I/O programs find what they need, filled by user space before loading: the first argument
+/// of `sys_enter_*` (the others follow at 8-byte steps) and `ret` of `sys_exit_*`, read from tracefs; and
+/// where the syscall's first two arguments (fd and buffer) are in the task's saved user registers
+/// (`struct pt_regs`), which the exit programs read so that no enter hook is needed. The register
+/// offsets are the architecture's ABI: user space sets them for the architecture it was built for.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SyscallLayout {
     pub first_argument: u32,
     pub ret: u32,
+    pub regs_fd: u32,
+    pub regs_buffer: u32,
 }
 
 impl SyscallLayout {
@@ -76,6 +80,8 @@ impl SyscallLayout {
     pub const UNKNOWN: SyscallLayout = SyscallLayout {
         first_argument: super::process::FIELD_ABSENT,
         ret: super::process::FIELD_ABSENT,
+        regs_fd: super::process::FIELD_ABSENT,
+        regs_buffer: super::process::FIELD_ABSENT,
     };
 }
 
@@ -90,7 +96,7 @@ mod tests {
     #[test]
     fn records_have_no_implicit_padding() {
         assert_eq!(core::mem::size_of::<IoEvent>(), 4 * 4 + 2 * 8 + IO_DATA_MAX);
-        assert_eq!(core::mem::size_of::<SyscallLayout>(), 2 * 4);
+        assert_eq!(core::mem::size_of::<SyscallLayout>(), 4 * 4);
     }
 
     #[test]

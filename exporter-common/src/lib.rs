@@ -36,17 +36,14 @@ pub enum LostSource {
     CloneFlags = 1,
     /// An [`IoEvent`] that found the I/O ring buffer full.
     IoEvents = 2,
-    /// A syscall of an instrumented thread whose arguments could not be remembered (map full).
-    IoArguments = 3,
 }
 
 impl LostSource {
     /// Every source, in index order.
-    pub const ALL: [LostSource; 4] = [
+    pub const ALL: [LostSource; 3] = [
         LostSource::ProcessEvents,
         LostSource::CloneFlags,
         LostSource::IoEvents,
-        LostSource::IoArguments,
     ];
     /// Number of entries [`LOST_EVENTS_MAP`] must have.
     pub const COUNT: u32 = Self::ALL.len() as u32;
@@ -57,7 +54,6 @@ impl LostSource {
             LostSource::ProcessEvents => "process_events",
             LostSource::CloneFlags => "clone_flags",
             LostSource::IoEvents => "io_events",
-            LostSource::IoArguments => "io_arguments",
         }
     }
 }

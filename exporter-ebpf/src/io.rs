@@ -1,36 +1,40 @@
 //! Socket I/O of instrumented processes: the first bytes of every read and write, for user space to
 //! recognise and pair HTTP/1.x requests and responses.
 //!
-//! Hooks (syscall tracepoints; this kernel refuses kprobes and fentry):
-//! - `syscalls/sys_enter_{read,recvfrom,write,sendto,writev}` → [`vigil_io_enter`]: for an instrumented
-//!   thread only, remembers the fd and the buffer (or iovec array) in `IO_CALLS` until the call returns.
+//! Hooks (syscall exit tracepoints; this kernel refuses kprobes and fentry):
 //! - `syscalls/sys_exit_{read,recvfrom}` → [`vigil_receive_exit`], `syscalls/sys_exit_{write,sendto}` →
 //!   [`vigil_send_exit`], `syscalls/sys_exit_writev` → [`vigil_sendv_exit`]: when the call moved bytes,
-//!   submit an `IoEvent` with the first `IO_DATA_MAX` of them (from the first iovec for `writev`).
+//!   submit an `IoEvent` with the first `IO_DATA_MAX` bytes received or `SEND_DATA_MAX` sent (from the
+//!   first iovec for `writev`). The fd and buffer are read from the task's saved user registers
+//!   (`bpf_task_pt_regs`), so there is no enter hook and no map of calls in flight: one program run per
+//!   syscall.
 //! - `syscalls/sys_enter_close` → [`vigil_close`]: an instrumented process closed an fd, so user space
 //!   forgets the connection before the fd number is reused.
 //!
-//! Every program looks the current tgid up in `TRACKED_TGIDS` (enter and close) or its thread in
-//! `IO_CALLS` (exit) first and returns at once for every other process: the cost the rest of the node
-//! pays is one hash lookup per hooked syscall. Records go to `IO_EVENTS`, submitted without a wakeup and
-//! drained by user space on a timer; a full ring is counted in `LOST_EVENTS[IoEvents]`, a full
-//! `IO_CALLS` in `LOST_EVENTS[IoArguments]`. Offsets come from `SYSCALL_LAYOUT`, filled by user space
-//! from the tracefs format files.
+//! Every program looks the current tgid up in `TRACKED_TGIDS` first and returns at once for every
+//! other process: the cost the rest of the node pays is one hash lookup per hooked syscall. Records go
+//! to `IO_EVENTS`, submitted without a wakeup and drained by user space on a timer; a full ring is
+//! counted in `LOST_EVENTS[IoEvents]`. Offsets come from `SYSCALL_LAYOUT`, filled by user space.
 
 use core::ffi::c_void;
 
 use aya_ebpf::{
     bindings::BPF_RB_NO_WAKEUP,
     helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns, bpf_probe_read_user,
-        generated::bpf_probe_read_user as probe_read_user_raw,
+        bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+        bpf_probe_read_user,
+        generated::{
+            bpf_get_current_task_btf, bpf_probe_read_user as probe_read_user_raw, bpf_task_pt_regs,
+        },
     },
     macros::{map, tracepoint},
-    maps::{LruHashMap, RingBuf},
+    maps::RingBuf,
     programs::TracePointContext,
 };
 use vigil_common::{
-    IoEvent, IoEventKind, LostSource, SyscallLayout, io::IO_DATA_MAX, process::FIELD_ABSENT,
+    IoEvent, IoEventKind, LostSource, SyscallLayout,
+    io::{IO_DATA_MAX, SEND_DATA_MAX},
+    process::FIELD_ABSENT,
 };
 
 use crate::{process::count_lost, tracked::TRACKED_TGIDS};
@@ -42,20 +46,6 @@ static SYSCALL_LAYOUT: SyscallLayout = SyscallLayout::UNKNOWN;
 /// I/O records for user space; its size is set by user space at load time.
 #[map]
 static IO_EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
-
-/// A syscall of an instrumented thread between enter and exit.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct PendingCall {
-    fd: u64,
-    /// The buffer, or for `writev` the iovec array.
-    buffer: u64,
-}
-
-/// `pid_tgid` of a thread inside a hooked syscall → its arguments. LRU, so that calls whose exit never
-/// fires (the thread was killed) cannot fill it.
-#[map]
-static IO_CALLS: LruHashMap<u64, PendingCall> = LruHashMap::with_max_entries(16384, 0);
 
 fn layout() -> SyscallLayout {
     // SAFETY: a read of our own `.rodata` global; volatile so the compiler does not fold the default.
@@ -74,24 +64,6 @@ fn argument(ctx: &TracePointContext, index: u32) -> Option<u64> {
 fn is_tracked(tgid: u32) -> bool {
     // SAFETY: only the presence of the key is used.
     unsafe { TRACKED_TGIDS.get(&tgid) }.is_some()
-}
-
-#[tracepoint]
-pub fn vigil_io_enter(ctx: TracePointContext) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_tracked((pid_tgid >> 32) as u32) {
-        return 0;
-    }
-    let (Some(fd), Some(buffer)) = (argument(&ctx, 0), argument(&ctx, 1)) else {
-        return 0;
-    };
-    if IO_CALLS
-        .insert(&pid_tgid, &PendingCall { fd, buffer }, 0)
-        .is_err()
-    {
-        count_lost(LostSource::IoArguments);
-    }
-    0
 }
 
 #[tracepoint]
@@ -126,15 +98,33 @@ pub fn vigil_close(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// At a syscall's exit: submits what the call moved, if the thread was remembered at its enter.
+/// The syscall's first two arguments (fd, buffer) from the current task's saved user registers.
+fn fd_and_buffer(layout: &SyscallLayout) -> Option<(u64, u64)> {
+    if layout.regs_fd == FIELD_ABSENT || layout.regs_buffer == FIELD_ABSENT {
+        return None;
+    }
+    // SAFETY: helpers without preconditions; the registers are read through the fault-tolerant
+    // kernel-memory helper at the architecture's offsets.
+    unsafe {
+        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as u64;
+        if regs == 0 {
+            return None;
+        }
+        let fd = bpf_probe_read_kernel((regs + u64::from(layout.regs_fd)) as *const u64).ok()?;
+        let buffer =
+            bpf_probe_read_kernel((regs + u64::from(layout.regs_buffer)) as *const u64).ok()?;
+        Some((fd, buffer))
+    }
+}
+
+/// At a syscall's exit: submits what the call moved, for an instrumented process.
 fn finish(ctx: &TracePointContext, kind: IoEventKind, vectored: bool) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: the value is copied out before the entry is removed.
-    let Some(call) = (unsafe { IO_CALLS.get(&pid_tgid) }).copied() else {
+    if !is_tracked((pid_tgid >> 32) as u32) {
         return;
-    };
-    let _ = IO_CALLS.remove(&pid_tgid);
-    let ret_offset = layout().ret;
+    }
+    let layout = layout();
+    let ret_offset = layout.ret;
     if ret_offset == FIELD_ABSENT {
         return;
     }
@@ -145,25 +135,32 @@ fn finish(ctx: &TracePointContext, kind: IoEventKind, vectored: bool) {
     if moved <= 0 {
         return;
     }
+    let Some((fd, buffer)) = fd_and_buffer(&layout) else {
+        return;
+    };
     let (source, available) = if vectored {
         // `struct iovec { void *iov_base; size_t iov_len; }`: the first buffer of the vector.
         // SAFETY: reads of user memory through the fault-tolerant helper.
-        let base = unsafe { bpf_probe_read_user(call.buffer as *const u64) };
-        let len = unsafe { bpf_probe_read_user((call.buffer + 8) as *const u64) };
+        let base = unsafe { bpf_probe_read_user(buffer as *const u64) };
+        let len = unsafe { bpf_probe_read_user((buffer + 8) as *const u64) };
         match (base, len) {
             (Ok(base), Ok(len)) => (base, len.min(moved as u64)),
             _ => return,
         }
     } else {
-        (call.buffer, moved as u64)
+        (buffer, moved as u64)
+    };
+    let limit = match kind {
+        IoEventKind::Send => SEND_DATA_MAX as u64,
+        _ => IO_DATA_MAX as u64,
     };
     submit(
         kind,
         (pid_tgid >> 32) as u32,
-        call.fd as u32,
+        fd as u32,
         moved as u64,
         source,
-        available,
+        available.min(limit),
     );
 }
 

@@ -66,9 +66,27 @@ pub fn parse_format(text: &str) -> HashMap<String, FieldLocation> {
     fields
 }
 
-/// The layout of the syscall tracepoints the I/O programs read, from `sys_enter_read` (its first argument,
-/// `fd`; the others follow at 8-byte steps in every syscall tracepoint) and `sys_exit_read` (`ret`).
+/// Offsets in `struct pt_regs` of a syscall's first two arguments, as the task's saved user registers
+/// hold them at syscall exit: the architecture's ABI.
+#[cfg(target_arch = "x86_64")]
+const REGS_FD_BUFFER: Option<(u32, u32)> = Some((14 * 8, 13 * 8)); // di, si
+/// On arm64, `regs[0]` holds the return value at exit; the first argument stays in `orig_x0`.
+#[cfg(target_arch = "aarch64")]
+const REGS_FD_BUFFER: Option<(u32, u32)> = Some((34 * 8, 8)); // orig_x0, regs[1]
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const REGS_FD_BUFFER: Option<(u32, u32)> = None;
+
+/// The layout the I/O programs need: from `sys_enter_read` (its first argument, `fd`; the others follow
+/// at 8-byte steps in every syscall tracepoint) and `sys_exit_read` (`ret`), and the register offsets of
+/// this architecture.
 pub fn read_syscall_layout(tracefs: &Path) -> Result<SyscallLayout, LayoutError> {
+    let Some((regs_fd, regs_buffer)) = REGS_FD_BUFFER else {
+        return Err(LayoutError::Field {
+            tracepoint: "sys_exit_read",
+            field: "pt_regs",
+            problem: format!("offsets are unknown on {}", std::env::consts::ARCH),
+        });
+    };
     let field = |tracepoint: &'static str, field: &'static str| {
         let path = tracefs
             .join("events/syscalls")
@@ -93,6 +111,8 @@ pub fn read_syscall_layout(tracefs: &Path) -> Result<SyscallLayout, LayoutError>
     Ok(SyscallLayout {
         first_argument: field("sys_enter_read", "fd")?,
         ret: field("sys_exit_read", "ret")?,
+        regs_fd,
+        regs_buffer,
     })
 }
 

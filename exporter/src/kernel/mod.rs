@@ -64,17 +64,7 @@ const PROCESS_PROGRAMS: [(&str, &str, &str); 5] = [
 ];
 
 /// The I/O capture programs and the `syscalls/*` tracepoints each one is attached to.
-const IO_PROGRAMS: [(&str, &[&str]); 5] = [
-    (
-        io::programs::IO_ENTER,
-        &[
-            "sys_enter_read",
-            "sys_enter_recvfrom",
-            "sys_enter_write",
-            "sys_enter_sendto",
-            "sys_enter_writev",
-        ],
-    ),
+const IO_PROGRAMS: [(&str, &[&str]); 4] = [
     (
         io::programs::RECEIVE_EXIT,
         &["sys_exit_read", "sys_exit_recvfrom"],

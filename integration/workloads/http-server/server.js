@@ -2,9 +2,27 @@
 //   /users/<n>  → 200 with a small JSON body      /missing/... → 404
 //   /fail       → 500                              /chunked     → 200, chunked body in three writes
 //   /slow/<ms>  → 200 after <ms> milliseconds      anything else → 200 "ok"
+// With PROM_CLIENT=1 every request is also observed by a prom-client histogram (the in-process
+// instrumentation the benchmark compares vigil with; `npm install` in this directory first).
 const http = require('http');
 const port = Number(process.env.PORT);
+const observe = process.env.PROM_CLIENT ? promClientMiddleware() : () => {};
+
+function promClientMiddleware() {
+  const client = require('prom-client');
+  const duration = new client.Histogram({
+    name: 'http_server_request_duration_seconds',
+    help: 'request duration',
+    labelNames: ['method', 'route', 'status'],
+  });
+  return (req, res) => {
+    const end = duration.startTimer({ method: req.method });
+    res.on('finish', () => end({ route: req.url, status: res.statusCode }));
+  };
+}
+
 const server = http.createServer((req, res) => {
+  observe(req, res);
   if (req.url.startsWith('/users/')) {
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify({ id: req.url.slice(7) }));
