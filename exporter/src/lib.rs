@@ -80,7 +80,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     reconcile.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut heartbeat = tokio::time::interval(config.discovery.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut capture = Capture::new(config.metrics.max_routes_per_service, capture_metrics);
+    let mut capture = Capture::new(
+        config.metrics.max_routes_per_service,
+        config.metrics.ttl,
+        capture_metrics,
+    );
     let mut events = Vec::new();
     let mut io = Vec::new();
     let stop = stop_signal();
@@ -104,7 +108,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 events.clear();
                 io.clear();
             }
-            _ = heartbeat.tick() => lock().heartbeat(Instant::now()),
+            _ = heartbeat.tick() => {
+                let mut discovery = lock();
+                discovery.heartbeat(Instant::now());
+                capture.expire(&discovery, Instant::now());
+            }
             _ = reconcile.tick() => {
                 if let Err(error) = lock().reconcile(Instant::now()) {
                     tracing::warn!(%error, "reconcile failed; trying again next interval");

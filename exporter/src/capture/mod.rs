@@ -17,6 +17,9 @@
 //! discovery publishes the process, and is dropped if the process dies first (see discovery's minimum
 //! process age).
 //!
+//! **Series lifecycle.** A series not updated for `metrics.ttl` is removed, and so are all the series
+//! of a service once no process of it has been captured for [`SERVICE_GONE_GRACE`].
+//!
 //! Metrics: `http_server_request_duration_seconds`, `http_client_request_duration_seconds` (histograms;
 //! labels `http_request_method`, `http_response_status_code`, `http_route` (server), `service_name`,
 //! `service_namespace`), `vigil_route_overflow_total{service_name}`,
@@ -25,7 +28,10 @@
 pub mod http1;
 pub mod route;
 
-use std::collections::{HashMap, VecDeque};
+use std::{
+    collections::{HashMap, VecDeque},
+    time::{Duration, Instant},
+};
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use vigil_common::{IoEvent, IoEventKind};
@@ -45,6 +51,8 @@ pub const DURATION_BUCKETS: [f64; 15] = [
 const MAX_PENDING_PER_CONNECTION: usize = 64;
 /// Requests of one provisional process held for publication; later ones are dropped and counted.
 const MAX_HELD_PER_PROCESS: usize = 100_000;
+/// How long the series of a service outlive its last captured process (a restart keeps them).
+pub const SERVICE_GONE_GRACE: Duration = Duration::from_secs(30);
 
 /// The metric families of this stage.
 #[derive(Clone)]
@@ -122,7 +130,7 @@ impl CaptureMetrics {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Side {
     Server,
     Client,
@@ -169,21 +177,86 @@ struct Observation {
     seconds: f64,
 }
 
-/// The capture state: connections in flight and requests held for provisional processes.
+/// One series of a histogram family, kept to remove it later: its family, service and label values.
+#[derive(Debug)]
+struct Series {
+    side: Side,
+    service: String,
+    labels: Vec<String>,
+    last_update: Instant,
+}
+
+/// The capture state: connections in flight, requests held for provisional processes, and when each
+/// series was last updated.
 pub struct Capture {
     connections: HashMap<(u32, u32), Connection>,
     held: HashMap<u32, Vec<Observation>>,
     routes: RouteLimiter,
+    /// By a hash of side and label values, so that updating a known series allocates nothing.
+    series: HashMap<u64, Series>,
+    /// Services with series but no captured process, since when.
+    services_gone: HashMap<String, Instant>,
+    ttl: Duration,
     metrics: CaptureMetrics,
 }
 
 impl Capture {
-    pub fn new(max_routes_per_service: usize, metrics: CaptureMetrics) -> Self {
+    pub fn new(max_routes_per_service: usize, ttl: Duration, metrics: CaptureMetrics) -> Self {
         Capture {
             connections: HashMap::new(),
             held: HashMap::new(),
             routes: RouteLimiter::new(max_routes_per_service),
+            series: HashMap::new(),
+            services_gone: HashMap::new(),
+            ttl,
             metrics,
+        }
+    }
+
+    /// Removes the series idle for longer than the TTL, and those of services without a captured
+    /// process for longer than [`SERVICE_GONE_GRACE`].
+    pub fn expire(&mut self, discovery: &Discovery, now: Instant) {
+        let live = discovery.captured_services();
+        let mut with_series: Vec<&str> = self
+            .series
+            .values()
+            .map(|series| series.service.as_str())
+            .collect();
+        with_series.sort_unstable();
+        with_series.dedup();
+        let newly_gone: Vec<String> = with_series
+            .into_iter()
+            .filter(|service| !live.contains(service))
+            .map(str::to_owned)
+            .collect();
+        self.services_gone
+            .retain(|service, _| !live.contains(service.as_str()));
+        for service in newly_gone {
+            self.services_gone.entry(service).or_insert(now);
+        }
+        let gone_for_good: Vec<String> = self
+            .services_gone
+            .iter()
+            .filter(|(_, since)| now.saturating_duration_since(**since) >= SERVICE_GONE_GRACE)
+            .map(|(service, _)| service.clone())
+            .collect();
+        let ttl = self.ttl;
+        let (server, client) = (&self.metrics.server_duration, &self.metrics.client_duration);
+        self.series.retain(|_, series| {
+            let keep = now.saturating_duration_since(series.last_update) < ttl
+                && !gone_for_good.contains(&series.service);
+            if !keep {
+                let values: Vec<&str> = series.labels.iter().map(String::as_str).collect();
+                let family = match series.side {
+                    Side::Server => server,
+                    Side::Client => client,
+                };
+                let _ = family.remove_label_values(&values);
+            }
+            keep
+        });
+        for service in gone_for_good {
+            self.services_gone.remove(&service);
         }
     }
 
@@ -372,9 +445,11 @@ impl Capture {
     fn record(&mut self, service_name: &str, observation: Observation) {
         let status = observation.status.to_string();
         let service_namespace = "";
-        match observation.side {
+        let route;
+        let (family, labels): (_, &[&str]) = match observation.side {
             Side::Server => {
-                let (route, admitted) = self
+                let admitted;
+                (route, admitted) = self
                     .routes
                     .admit(service_name, heuristic_route(&observation.target));
                 if !admitted {
@@ -383,23 +458,38 @@ impl Capture {
                         .with_label_values(&[service_name])
                         .inc();
                 }
-                self.metrics
-                    .server_duration
-                    .with_label_values(&[
+                (
+                    &self.metrics.server_duration,
+                    &[
                         observation.method,
                         &status,
                         &route,
                         service_name,
                         service_namespace,
-                    ])
-                    .observe(observation.seconds);
+                    ],
+                )
             }
-            Side::Client => self
-                .metrics
-                .client_duration
-                .with_label_values(&[observation.method, &status, service_name, service_namespace])
-                .observe(observation.seconds),
-        }
+            Side::Client => (
+                &self.metrics.client_duration,
+                &[observation.method, &status, service_name, service_namespace],
+            ),
+        };
+        family
+            .with_label_values(labels)
+            .observe(observation.seconds);
+
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&(observation.side, labels), &mut hasher);
+        let now = Instant::now();
+        self.series
+            .entry(std::hash::Hasher::finish(&hasher))
+            .and_modify(|series| series.last_update = now)
+            .or_insert_with(|| Series {
+                side: observation.side,
+                service: service_name.to_owned(),
+                labels: labels.iter().map(|label| label.to_string()).collect(),
+                last_update: now,
+            });
     }
 }
 

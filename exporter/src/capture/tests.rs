@@ -78,7 +78,11 @@ fn record(kind: IoEventKind, tgid: u32, fd: u32, at_ms: u64, data: &[u8]) -> IoE
 
 fn capture() -> (Capture, Registry) {
     let registry = Registry::new();
-    let capture = Capture::new(100, CaptureMetrics::register(&registry));
+    let capture = Capture::new(
+        100,
+        Duration::from_secs(300),
+        CaptureMetrics::register(&registry),
+    );
     (capture, registry)
 }
 
@@ -336,4 +340,56 @@ fn a_request_line_written_in_pieces_is_put_together() {
     assert_eq!(server_count(&registry, "GET", 200, "/next"), 1.0);
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[test]
+fn idle_series_expire_after_the_ttl() {
+    let (mut child, discovery) = captured_child("31.08", "1ms");
+    let pid = child.id();
+    let (mut capture, registry) = capture();
+    capture.handle(
+        &[
+            record(Receive, pid, 8, 0, b"GET /old HTTP/1.1\r\n\r\n"),
+            record(Send, pid, 8, 1, b"HTTP/1.1 200 OK\r\n\r\n"),
+        ],
+        &discovery,
+    );
+    let now = Instant::now();
+    capture.expire(&discovery, now + Duration::from_secs(299));
+    assert_eq!(
+        server_count(&registry, "GET", 200, "/old"),
+        1.0,
+        "still within the TTL"
+    );
+    capture.expire(&discovery, now + Duration::from_secs(301));
+    assert_eq!(server_count(&registry, "GET", 200, "/old"), 0.0, "expired");
+    assert!(!crate::metrics::encode(&registry).contains("/old"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_service_whose_last_process_is_gone_loses_its_series_after_the_grace() {
+    let (mut child, mut discovery) = captured_child("31.09", "1ms");
+    let pid = child.id();
+    let (mut capture, registry) = capture();
+    capture.handle(
+        &[
+            record(Receive, pid, 8, 0, b"GET /gone HTTP/1.1\r\n\r\n"),
+            record(Send, pid, 8, 1, b"HTTP/1.1 200 OK\r\n\r\n"),
+        ],
+        &discovery,
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    discovery.heartbeat(Instant::now());
+    let now = Instant::now();
+    capture.expire(&discovery, now);
+    assert_eq!(
+        server_count(&registry, "GET", 200, "/gone"),
+        1.0,
+        "kept through the grace"
+    );
+    capture.expire(&discovery, now + SERVICE_GONE_GRACE);
+    assert_eq!(server_count(&registry, "GET", 200, "/gone"), 0.0);
 }

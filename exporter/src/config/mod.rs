@@ -52,6 +52,9 @@ pub struct Config {
 pub struct MetricsConfig {
     /// Distinct `http_route` values per service; past it, requests get the route `_overflow`.
     pub max_routes_per_service: usize,
+    /// A series not updated for this long is removed.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
 }
 
 /// `web.*`: the admin HTTP server.
@@ -325,6 +328,11 @@ impl Config {
                     ));
                 }
             }
+        }
+        if self.metrics.ttl < Duration::from_secs(1) {
+            let key = "metrics.ttl";
+            let got = humantime::format_duration(self.metrics.ttl);
+            return Err(origins.invalid(key, format!("{key} must be at least 1s, got {got}")));
         }
         if self.metrics.max_routes_per_service == 0 {
             let key = "metrics.max_routes_per_service";

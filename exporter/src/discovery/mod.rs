@@ -445,6 +445,15 @@ impl Discovery {
         self.update_gauges();
     }
 
+    /// The `service_name` of every captured process.
+    pub fn captured_services(&self) -> std::collections::HashSet<&str> {
+        self.decisions
+            .values()
+            .filter(|decision| decision.state.is_captured())
+            .map(|decision| decision.service_name.as_str())
+            .collect()
+    }
+
     /// Whether what was captured from `tgid` may be published now.
     pub fn publication(&self, tgid: u32) -> Publication<'_> {
         match self.decisions.get(&tgid) {
