@@ -80,11 +80,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     reconcile.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut heartbeat = tokio::time::interval(config.discovery.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut capture = Capture::new(
-        config.metrics.max_routes_per_service,
-        config.metrics.ttl,
-        capture_metrics,
-    );
+    let mut capture = Capture::new(&config.metrics, capture_metrics);
     let mut events = Vec::new();
     let mut io = Vec::new();
     let stop = stop_signal();

@@ -37,11 +37,12 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use vigil_common::{IoEvent, IoEventKind};
 
 use crate::{
+    config::MetricsConfig,
     discovery::{Discovery, Publication},
     metrics::register,
 };
 use http1::{is_incomplete_head, parse_request, parse_status};
-use route::{RouteLimiter, heuristic_route};
+use route::RouteLimiter;
 
 /// Duration buckets (seconds), as Beyla and the OpenTelemetry HTTP conventions use.
 pub const DURATION_BUCKETS: [f64; 15] = [
@@ -192,6 +193,8 @@ pub struct Capture {
     connections: HashMap<(u32, u32), Connection>,
     held: HashMap<u32, Vec<Observation>>,
     routes: RouteLimiter,
+    /// `metrics.routes`: patterns tried before the heuristic.
+    route_patterns: Vec<String>,
     /// By a hash of side and label values, so that updating a known series allocates nothing.
     series: HashMap<u64, Series>,
     /// Services with series but no captured process, since when.
@@ -201,14 +204,15 @@ pub struct Capture {
 }
 
 impl Capture {
-    pub fn new(max_routes_per_service: usize, ttl: Duration, metrics: CaptureMetrics) -> Self {
+    pub fn new(config: &MetricsConfig, metrics: CaptureMetrics) -> Self {
         Capture {
             connections: HashMap::new(),
             held: HashMap::new(),
-            routes: RouteLimiter::new(max_routes_per_service),
+            routes: RouteLimiter::new(config.max_routes_per_service),
+            route_patterns: config.routes.clone(),
             series: HashMap::new(),
             services_gone: HashMap::new(),
-            ttl,
+            ttl: config.ttl,
             metrics,
         }
     }
@@ -449,9 +453,10 @@ impl Capture {
         let (family, labels): (_, &[&str]) = match observation.side {
             Side::Server => {
                 let admitted;
-                (route, admitted) = self
-                    .routes
-                    .admit(service_name, heuristic_route(&observation.target));
+                (route, admitted) = self.routes.admit(
+                    service_name,
+                    route::route(&self.route_patterns, &observation.target),
+                );
                 if !admitted {
                     self.metrics
                         .route_overflow

@@ -1,16 +1,42 @@
-//! `http_route` for paths no configured pattern matches: a heuristic that collapses the segments that
-//! are identifiers (numbers, UUIDs, hex hashes, long tokens with digits) into `{id}`, and a hard cap on
-//! the distinct routes of each service, past which requests get the route [`OVERFLOW_ROUTE`].
+//! `http_route`: the first configured pattern (`metrics.routes`, such as `/users/{id}/orders/{order}`)
+//! that matches the path; otherwise a heuristic that collapses the segments that are identifiers
+//! (numbers, UUIDs, hex hashes, long tokens with digits) into `{id}`. A hard cap on the distinct routes
+//! of each service, past which requests get the route [`OVERFLOW_ROUTE`].
 
 use std::collections::{BTreeSet, HashMap};
 
 /// The route of a request past its service's cap.
 pub const OVERFLOW_ROUTE: &str = "_overflow";
 
-/// The route of `target` (a request target, query included): its path with identifier segments
-/// replaced by `{id}`.
-pub fn heuristic_route(target: &str) -> String {
+/// The route of `target` (a request target, query included): the first of `patterns` its path matches,
+/// else the path with identifier segments replaced by `{id}`. A pattern matches a path with as many
+/// segments, each `{name}` segment matching any one segment and the others matching exactly.
+pub fn route(patterns: &[String], target: &str) -> String {
     let path = target.split(['?', '#']).next().unwrap_or_default();
+    let matches = |pattern: &String| {
+        let mut wanted = pattern.split('/');
+        let mut got = path.split('/');
+        loop {
+            match (wanted.next(), got.next()) {
+                (None, None) => return true,
+                (Some(want), Some(segment)) => {
+                    let placeholder = want.starts_with('{') && want.ends_with('}');
+                    if !(placeholder && !segment.is_empty() || want == segment) {
+                        return false;
+                    }
+                }
+                _ => return false,
+            }
+        }
+    };
+    match patterns.iter().find(|pattern| matches(pattern)) {
+        Some(pattern) => pattern.clone(),
+        None => heuristic_route(path),
+    }
+}
+
+/// `path` with identifier segments replaced by `{id}`.
+fn heuristic_route(path: &str) -> String {
     let segments: Vec<&str> = path
         .split('/')
         .map(|segment| match is_identifier(segment) {
@@ -92,8 +118,25 @@ mod tests {
             ("/", "/"),
             ("*", "/"),
         ] {
-            assert_eq!(heuristic_route(target), route, "{target}");
+            assert_eq!(super::route(&[], target), route, "{target}");
         }
+    }
+
+    #[test]
+    fn configured_patterns_come_first() {
+        let patterns = vec![
+            "/shop/{shop}/items/{item}".to_owned(),
+            "/users/me".to_owned(),
+        ];
+        assert_eq!(
+            route(&patterns, "/shop/berlin/items/spoon?x=1"),
+            "/shop/{shop}/items/{item}"
+        );
+        assert_eq!(route(&patterns, "/users/me"), "/users/me");
+        // No pattern matches: the heuristic.
+        assert_eq!(route(&patterns, "/shop/berlin/items"), "/shop/berlin/items");
+        assert_eq!(route(&patterns, "/shop//items/spoon"), "/shop//items/spoon");
+        assert_eq!(route(&patterns, "/users/42"), "/users/{id}");
     }
 
     #[test]
@@ -112,7 +155,7 @@ mod tests {
                         .repeat(n / 26 + 1)
                 ),
             };
-            let (route, admitted) = limiter.admit("shop", heuristic_route(&target));
+            let (route, admitted) = limiter.admit("shop", super::route(&[], &target));
             overflowed += usize::from(!admitted);
             routes.insert(route);
         }

@@ -12,7 +12,7 @@ use vigil_common::io::IO_DATA_MAX;
 
 use super::*;
 use crate::{
-    config::DiscoveryConfig,
+    config::{DiscoveryConfig, MetricsConfig},
     discovery::{DiscoveryMetrics, ProcessFilter},
 };
 
@@ -78,11 +78,12 @@ fn record(kind: IoEventKind, tgid: u32, fd: u32, at_ms: u64, data: &[u8]) -> IoE
 
 fn capture() -> (Capture, Registry) {
     let registry = Registry::new();
-    let capture = Capture::new(
-        100,
-        Duration::from_secs(300),
-        CaptureMetrics::register(&registry),
-    );
+    let config = MetricsConfig {
+        max_routes_per_service: 100,
+        ttl: Duration::from_secs(300),
+        routes: vec!["/orders".to_owned()],
+    };
+    let capture = Capture::new(&config, CaptureMetrics::register(&registry));
     (capture, registry)
 }
 

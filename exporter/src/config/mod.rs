@@ -55,6 +55,8 @@ pub struct MetricsConfig {
     /// A series not updated for this long is removed.
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
+    /// Route patterns tried before the id heuristic, e.g. `/users/{id}/orders/{order}`.
+    pub routes: Vec<String>,
 }
 
 /// `web.*`: the admin HTTP server.
@@ -333,6 +335,10 @@ impl Config {
             let key = "metrics.ttl";
             let got = humantime::format_duration(self.metrics.ttl);
             return Err(origins.invalid(key, format!("{key} must be at least 1s, got {got}")));
+        }
+        if let Some(pattern) = self.metrics.routes.iter().find(|p| !p.starts_with('/')) {
+            let key = "metrics.routes";
+            return Err(origins.invalid(key, format!("{key}: {pattern:?} does not start with /")));
         }
         if self.metrics.max_routes_per_service == 0 {
             let key = "metrics.max_routes_per_service";

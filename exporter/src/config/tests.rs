@@ -183,3 +183,14 @@ fn kubernetes_selectors_are_refused_until_the_watcher_exists() {
         "a bad glob is named: {error}"
     );
 }
+
+#[test]
+fn route_patterns_must_be_paths() {
+    let config = load_yaml("metrics:\n  routes: ['/users/{id}']\n", &[]).unwrap();
+    assert_eq!(config.metrics.routes, ["/users/{id}"]);
+    let error = error_of("metrics:\n  routes: ['users/{id}']\n");
+    assert!(
+        error.contains("metrics.routes: \"users/{id}\" does not start with /"),
+        "{error}"
+    );
+}
