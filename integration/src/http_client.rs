@@ -117,3 +117,76 @@ fn read_head(reader: &mut BufReader<TcpStream>) -> (u16, Option<usize>) {
         }
     }
 }
+
+/// Sends `request` (a whole request head, and body if any) on `reader`'s connection and reads the
+/// response with the framing HTTP/1.1 prescribes: none for HEAD, 1xx, 204 and 304; chunked; by
+/// Content-Length; or until the server closes. Interim `100 Continue` responses are skipped. Returns
+/// the final status.
+pub fn exchange(reader: &mut BufReader<TcpStream>, request: &str) -> u16 {
+    reader
+        .get_mut()
+        .write_all(request.as_bytes())
+        .expect("sending the request");
+    let head_request = request.starts_with("HEAD ");
+    loop {
+        let (status, length, chunked) = read_framed_head(reader);
+        if status == 100 {
+            continue;
+        }
+        if head_request || status == 204 || status == 304 {
+            return status;
+        }
+        if chunked {
+            loop {
+                let mut size = String::new();
+                reader.read_line(&mut size).expect("reading a chunk size");
+                let size = usize::from_str_radix(size.trim(), 16).expect("a hex chunk size");
+                let mut chunk = vec![0; size + 2];
+                reader.read_exact(&mut chunk).expect("reading a chunk");
+                if size == 0 {
+                    return status;
+                }
+            }
+        }
+        match length {
+            Some(length) => {
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).expect("reading the body");
+            }
+            None => {
+                let mut body = Vec::new();
+                reader.read_to_end(&mut body).expect("reading to the end");
+            }
+        }
+        return status;
+    }
+}
+
+/// Like [`read_head`], also telling whether the body is chunked.
+fn read_framed_head(reader: &mut BufReader<TcpStream>) -> (u16, Option<usize>, bool) {
+    let mut line = String::new();
+    reader
+        .read_line(&mut line)
+        .expect("reading the status line");
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not a status line: {line:?}"));
+    let (mut length, mut chunked) = (None, false);
+    loop {
+        line.clear();
+        reader.read_line(&mut line).expect("reading a header");
+        let header = line.trim_end();
+        if header.is_empty() {
+            return (status, length, chunked);
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().ok();
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value.trim().eq_ignore_ascii_case("chunked");
+            }
+        }
+    }
+}

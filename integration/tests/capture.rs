@@ -289,3 +289,83 @@ fn an_instrumented_node_client_is_timed_against_an_uninstrumented_server() {
         "the server is not instrumented"
     );
 }
+
+#[test]
+fn every_framing_case_pairs_with_a_real_node_server() {
+    if !require_root("every_framing_case_pairs_with_a_real_node_server") {
+        return;
+    }
+    let vigil = Vigil::start(POD_LISTENERS);
+    let port = free_port();
+    let _pod = node_server_pod(port);
+    wait_captured(&vigil, port);
+    let host = format!("Host: 127.0.0.1:{port}\r\n");
+    let mut keep_alive =
+        std::io::BufReader::new(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    let mut exchange = |request: String| http_client::exchange(&mut keep_alive, &request);
+    // One keep-alive connection through every kind of response framing.
+    assert_eq!(
+        exchange(format!("HEAD /users/1 HTTP/1.1\r\n{host}\r\n")),
+        200
+    );
+    assert_eq!(exchange(format!("GET /empty HTTP/1.1\r\n{host}\r\n")), 204);
+    assert_eq!(exchange(format!("GET /cached HTTP/1.1\r\n{host}\r\n")), 304);
+    assert_eq!(
+        exchange(format!("GET /chunked HTTP/1.1\r\n{host}\r\n")),
+        200
+    );
+    assert_eq!(exchange(format!("GET /stream HTTP/1.1\r\n{host}\r\n")), 200);
+    // node answers `Expect: 100-continue` with an interim response before the final one.
+    assert_eq!(
+        exchange(format!(
+            "POST /users/9 HTTP/1.1\r\n{host}Content-Length: 4\r\nExpect: 100-continue\r\n\r\nbody"
+        )),
+        200
+    );
+    assert_eq!(
+        exchange(format!("GET /users/2 HTTP/1.1\r\n{host}\r\n")),
+        200
+    );
+    // HTTP/1.0: the streamed response is delimited by the server closing the connection.
+    let mut once =
+        std::io::BufReader::new(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    assert_eq!(
+        http_client::exchange(&mut once, &format!("GET /stream HTTP/1.0\r\n{host}\r\n")),
+        200
+    );
+    let counts = || {
+        counts(
+            &vigil,
+            "http_server_request_duration_seconds",
+            "node",
+            "http_request_method",
+            "http_route",
+        )
+    };
+    let want: BTreeMap<(String, String), u64> = [
+        (("HEAD", "/users/{id}"), 1),
+        (("GET", "/empty"), 1),
+        (("GET", "/cached"), 1),
+        (("GET", "/chunked"), 1),
+        (("GET", "/stream"), 2),
+        (("POST", "/users/{id}"), 1),
+        (("GET", "/users/{id}"), 1),
+    ]
+    .into_iter()
+    .map(|((method, route), count)| ((method.to_owned(), route.to_owned()), count))
+    .collect();
+    assert_counts_settle(&want, counts);
+    let statuses = server_counts(&vigil, "node");
+    assert_eq!(
+        statuses.get(&("/empty".to_owned(), "204".to_owned())),
+        Some(&1)
+    );
+    assert_eq!(
+        statuses.get(&("/cached".to_owned(), "304".to_owned())),
+        Some(&1)
+    );
+    assert!(
+        !statuses.keys().any(|(_, status)| status == "100"),
+        "the interim response is not a request: {statuses:?}"
+    );
+}

@@ -1,7 +1,9 @@
 // An HTTP/1.1 server for capture tests. PORT from the environment. Routes:
 //   /users/<n>  → 200 with a small JSON body      /missing/... → 404
 //   /fail       → 500                              /chunked     → 200, chunked body in three writes
-//   /slow/<ms>  → 200 after <ms> milliseconds      anything else → 200 "ok"
+//   /slow/<ms>  → 200 after <ms> milliseconds      /empty       → 204
+//   /cached     → 304                              /stream      → 200 in two writes, no length (chunked
+//   anything else → 200 "ok"                                       for HTTP/1.1, close-delimited for 1.0)
 // With PROM_CLIENT=1 every request is also observed by a prom-client histogram (the in-process
 // instrumentation the benchmark compares vigil with; `npm install` in this directory first).
 const http = require('http');
@@ -36,6 +38,15 @@ const server = http.createServer((req, res) => {
     res.write('one ');
     res.write('two ');
     res.end('three\n');
+  } else if (req.url === '/empty') {
+    res.statusCode = 204;
+    res.end();
+  } else if (req.url === '/cached') {
+    res.statusCode = 304;
+    res.end();
+  } else if (req.url === '/stream') {
+    res.write('first ');
+    setTimeout(() => res.end('second\n'), 5);
   } else if (req.url.startsWith('/slow/')) {
     setTimeout(() => res.end('slow\n'), Number(req.url.slice(6)));
   } else {
