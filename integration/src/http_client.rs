@@ -37,7 +37,7 @@ impl Connection {
             .get_mut()
             .write_all(request.as_bytes())
             .expect("sending the request");
-        let (status, length) = read_head(&mut self.reader);
+        let (status, length, _) = read_head(&mut self.reader);
         let mut body = vec![0; length.expect("a Content-Length")];
         self.reader.read_exact(&mut body).expect("reading the body");
         status
@@ -53,7 +53,7 @@ pub fn get_once(port: u16, path: &str) -> u16 {
         .write_all(request.as_bytes())
         .expect("sending the request");
     let mut reader = BufReader::new(stream);
-    let (status, _) = read_head(&mut reader);
+    let (status, _, _) = read_head(&mut reader);
     let mut rest = Vec::new();
     reader.read_to_end(&mut rest).expect("reading to the end");
     status
@@ -91,33 +91,6 @@ pub fn keep_alive_load(
     total
 }
 
-/// Reads a status line and headers; returns the status and the Content-Length, if any.
-fn read_head(reader: &mut BufReader<TcpStream>) -> (u16, Option<usize>) {
-    let mut line = String::new();
-    reader
-        .read_line(&mut line)
-        .expect("reading the status line");
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not a status line: {line:?}"));
-    let mut length = None;
-    loop {
-        line.clear();
-        reader.read_line(&mut line).expect("reading a header");
-        let header = line.trim_end();
-        if header.is_empty() {
-            return (status, length);
-        }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().ok();
-        }
-    }
-}
-
 /// Sends `request` (a whole request head, and body if any) on `reader`'s connection and reads the
 /// response with the framing HTTP/1.1 prescribes: none for HEAD, 1xx, 204 and 304; chunked; by
 /// Content-Length; or until the server closes. Interim `100 Continue` responses are skipped. Returns
@@ -129,7 +102,7 @@ pub fn exchange(reader: &mut BufReader<TcpStream>, request: &str) -> u16 {
         .expect("sending the request");
     let head_request = request.starts_with("HEAD ");
     loop {
-        let (status, length, chunked) = read_framed_head(reader);
+        let (status, length, chunked) = read_head(reader);
         if status == 100 {
             continue;
         }
@@ -162,8 +135,9 @@ pub fn exchange(reader: &mut BufReader<TcpStream>, request: &str) -> u16 {
     }
 }
 
-/// Like [`read_head`], also telling whether the body is chunked.
-fn read_framed_head(reader: &mut BufReader<TcpStream>) -> (u16, Option<usize>, bool) {
+/// Reads a status line and headers; returns the status, the Content-Length if any, and whether the body
+/// is chunked.
+fn read_head(reader: &mut BufReader<TcpStream>) -> (u16, Option<usize>, bool) {
     let mut line = String::new();
     reader
         .read_line(&mut line)

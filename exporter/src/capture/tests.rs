@@ -32,10 +32,30 @@ impl ProcessFilter for SetFilter {
     }
 }
 
+/// A child process, killed when dropped (also when an assertion fails).
+struct Sleeper(Child);
+
+impl Sleeper {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A `sleep SECONDS` child (each test its own SECONDS, so that tests running side by side do not see
-/// each other's) and a discovery that captures it, with the given minimum process age.
-fn captured_child(seconds: &str, min_age: &str) -> (Child, Discovery) {
-    let child = Command::new("sleep").arg(seconds).spawn().unwrap();
+/// each other's), a discovery that captures it with the given minimum process age, and a capture.
+fn setup(seconds: &str, min_age: &str) -> (Sleeper, Discovery, Capture, Registry) {
+    let child = Sleeper(Command::new("sleep").arg(seconds).spawn().unwrap());
     let config: DiscoveryConfig = serde_yaml::from_str(&format!(
         "instrument: [{{cmd_args: 'sleep {seconds}'}}]
 exclude_instrument: []
@@ -55,11 +75,12 @@ min_process_age_max: 10s"
     std::thread::sleep(Duration::from_millis(50));
     discovery.reconcile(Instant::now()).unwrap();
     assert_ne!(
-        discovery.publication(child.id()),
+        discovery.publication(child.pid()),
         Publication::NotCaptured,
         "the child is captured"
     );
-    (child, discovery)
+    let (capture, registry) = capture();
+    (child, discovery, capture, registry)
 }
 
 fn record(kind: IoEventKind, tgid: u32, fd: u32, at_ms: u64, data: &[u8]) -> IoEvent {
@@ -107,9 +128,8 @@ use IoEventKind::{Close, Receive, Send};
 
 #[test]
 fn keep_alive_requests_pair_in_order_with_their_durations() {
-    let (mut child, discovery) = captured_child("31.01", "1ms");
-    let pid = child.id();
-    let (mut capture, registry) = capture();
+    let (child, discovery, mut capture, registry) = setup("31.01", "1ms");
+    let pid = child.pid();
     capture.handle(
         &[
             record(
@@ -158,15 +178,12 @@ fn keep_alive_requests_pair_in_order_with_their_durations() {
         (sum - 0.1).abs() < 1e-9,
         "read of the request to write of the head: {sum}"
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[test]
 fn an_interim_continue_does_not_end_the_request() {
-    let (mut child, discovery) = captured_child("31.02", "1ms");
-    let pid = child.id();
-    let (mut capture, registry) = capture();
+    let (child, discovery, mut capture, registry) = setup("31.02", "1ms");
+    let pid = child.pid();
     capture.handle(
         &[
             record(
@@ -184,15 +201,12 @@ fn an_interim_continue_does_not_end_the_request() {
     );
     assert_eq!(server_count(&registry, "POST", 201, "/upload"), 1.0);
     assert_eq!(server_count(&registry, "POST", 100, "/upload"), 0.0);
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[test]
 fn client_requests_are_timed_from_request_write_to_response_read() {
-    let (mut child, discovery) = captured_child("31.03", "1ms");
-    let pid = child.id();
-    let (mut capture, registry) = capture();
+    let (child, discovery, mut capture, registry) = setup("31.03", "1ms");
+    let pid = child.pid();
     capture.handle(
         &[
             record(Send, pid, 9, 100, b"PUT /items/3 HTTP/1.1\r\n\r\n"),
@@ -213,15 +227,12 @@ fn client_requests_are_timed_from_request_write_to_response_read() {
         &format!("http_client_request_duration_seconds_sum{labels}"),
     );
     assert!((sum - 0.25).abs() < 1e-9, "{sum}");
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[test]
 fn a_closed_connection_is_forgotten_and_strays_are_counted() {
-    let (mut child, discovery) = captured_child("31.04", "1ms");
-    let pid = child.id();
-    let (mut capture, registry) = capture();
+    let (child, discovery, mut capture, registry) = setup("31.04", "1ms");
+    let pid = child.pid();
     capture.handle(
         &[
             record(Receive, pid, 4, 0, b"GET / HTTP/1.1\r\n\r\n"),
@@ -239,16 +250,13 @@ fn a_closed_connection_is_forgotten_and_strays_are_counted() {
         ),
         1.0
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[test]
 fn requests_of_a_provisional_process_are_held_then_dropped_when_it_dies_young() {
-    let (mut child, mut discovery) = captured_child("31.05", "1h");
-    let pid = child.id();
+    let (mut child, mut discovery, mut capture, registry) = setup("31.05", "1h");
+    let pid = child.pid();
     assert_eq!(discovery.publication(pid), Publication::Provisional);
-    let (mut capture, registry) = capture();
     capture.handle(
         &[
             record(Receive, pid, 5, 0, b"GET /a HTTP/1.1\r\n\r\n"),
@@ -262,8 +270,7 @@ fn requests_of_a_provisional_process_are_held_then_dropped_when_it_dies_young() 
         0.0,
         "held, not published"
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     discovery.heartbeat(Instant::now());
     capture.settle(&discovery);
     assert_eq!(
@@ -282,10 +289,9 @@ fn requests_of_a_provisional_process_are_held_then_dropped_when_it_dies_young() 
 
 #[test]
 fn held_requests_are_published_when_the_process_is() {
-    let (mut child, mut discovery) = captured_child("31.06", "300ms");
-    let pid = child.id();
+    let (child, mut discovery, mut capture, registry) = setup("31.06", "300ms");
+    let pid = child.pid();
     assert_eq!(discovery.publication(pid), Publication::Provisional);
-    let (mut capture, registry) = capture();
     capture.handle(
         &[
             record(Receive, pid, 5, 0, b"GET /early HTTP/1.1\r\n\r\n"),
@@ -297,15 +303,12 @@ fn held_requests_are_published_when_the_process_is() {
     discovery.advance(Instant::now());
     capture.settle(&discovery);
     assert_eq!(server_count(&registry, "GET", 200, "/early"), 1.0);
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[test]
 fn a_request_line_written_in_pieces_is_put_together() {
-    let (mut child, discovery) = captured_child("31.07", "1ms");
-    let pid = child.id();
-    let (mut capture, registry) = capture();
+    let (child, discovery, mut capture, registry) = setup("31.07", "1ms");
+    let pid = child.pid();
     capture.handle(
         &[
             record(Receive, pid, 6, 10, b"GET "),
@@ -339,15 +342,12 @@ fn a_request_line_written_in_pieces_is_put_together() {
     );
     assert_eq!(server_count(&registry, "POST", 201, "/orders"), 1.0);
     assert_eq!(server_count(&registry, "GET", 200, "/next"), 1.0);
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[test]
 fn idle_series_expire_after_the_ttl() {
-    let (mut child, discovery) = captured_child("31.08", "1ms");
-    let pid = child.id();
-    let (mut capture, registry) = capture();
+    let (child, discovery, mut capture, registry) = setup("31.08", "1ms");
+    let pid = child.pid();
     capture.handle(
         &[
             record(Receive, pid, 8, 0, b"GET /old HTTP/1.1\r\n\r\n"),
@@ -365,15 +365,12 @@ fn idle_series_expire_after_the_ttl() {
     capture.expire(&discovery, now + Duration::from_secs(301));
     assert_eq!(server_count(&registry, "GET", 200, "/old"), 0.0, "expired");
     assert!(!crate::metrics::encode(&registry).contains("/old"));
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[test]
 fn a_service_whose_last_process_is_gone_loses_its_series_after_the_grace() {
-    let (mut child, mut discovery) = captured_child("31.09", "1ms");
-    let pid = child.id();
-    let (mut capture, registry) = capture();
+    let (mut child, mut discovery, mut capture, registry) = setup("31.09", "1ms");
+    let pid = child.pid();
     capture.handle(
         &[
             record(Receive, pid, 8, 0, b"GET /gone HTTP/1.1\r\n\r\n"),
@@ -381,8 +378,7 @@ fn a_service_whose_last_process_is_gone_loses_its_series_after_the_grace() {
         ],
         &discovery,
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     discovery.heartbeat(Instant::now());
     let now = Instant::now();
     capture.expire(&discovery, now);
