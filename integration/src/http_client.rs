@@ -100,7 +100,11 @@ pub fn exchange(reader: &mut BufReader<TcpStream>, request: &str) -> u16 {
         .get_mut()
         .write_all(request.as_bytes())
         .expect("sending the request");
-    let head_request = request.starts_with("HEAD ");
+    read_response(reader, request.starts_with("HEAD "))
+}
+
+/// Reads one response, framed as [`exchange`] says; returns its final status.
+pub fn read_response(reader: &mut BufReader<TcpStream>, head_request: bool) -> u16 {
     loop {
         let (status, length, chunked) = read_head(reader);
         if status == 100 {

@@ -369,3 +369,30 @@ fn every_framing_case_pairs_with_a_real_node_server() {
         "the interim response is not a request: {statuses:?}"
     );
 }
+
+#[test]
+fn requests_pipelined_in_one_write_are_each_counted() {
+    if !require_root("requests_pipelined_in_one_write_are_each_counted") {
+        return;
+    }
+    let vigil = Vigil::start(POD_LISTENERS);
+    let port = free_port();
+    let _pod = node_server_pod(port);
+    wait_captured(&vigil, port);
+    let mut connection =
+        std::io::BufReader::new(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    // Three short requests in one write (105 bytes: within what vigil captures of a read), ten times.
+    let pipelined = "GET /users/1 HTTP/1.1\r\nHost: h\r\n\r\n".repeat(3);
+    for _ in 0..10 {
+        std::io::Write::write_all(connection.get_mut(), pipelined.as_bytes()).unwrap();
+        for _ in 0..3 {
+            assert_eq!(http_client::read_response(&mut connection, false), 200);
+        }
+    }
+    let want = BTreeMap::from([(("/users/{id}".to_owned(), "200".to_owned()), 30)]);
+    assert_counts_settle(&want, || server_counts(&vigil, "node"));
+    assert_eq!(
+        vigil.metric("vigil_http_unpaired_responses_total{side=\"server\"}"),
+        0.0
+    );
+}

@@ -57,6 +57,44 @@ pub fn parse_status(data: &[u8]) -> Option<u16> {
     (100..=599).contains(&status).then_some(status)
 }
 
+/// The requests pipelined after the first one in `data` (several requests sent in one transfer), as far
+/// as the captured bytes show them: each head must be complete, and a body is skipped by its
+/// `Content-Length` (a chunked body ends the scan).
+pub fn following_requests(data: &[u8], truncated: bool) -> Vec<RequestHead> {
+    let mut following = Vec::new();
+    let mut offset = 0;
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut request = httparse::Request::new(&mut headers);
+        let Ok(httparse::Status::Complete(head_length)) = request.parse(&data[offset..]) else {
+            return following;
+        };
+        let mut body_length = 0;
+        for header in request.headers.iter() {
+            if header.name.eq_ignore_ascii_case("transfer-encoding") {
+                return following;
+            }
+            if header.name.eq_ignore_ascii_case("content-length") {
+                let Some(length) = std::str::from_utf8(header.value)
+                    .ok()
+                    .and_then(|value| value.trim().parse::<usize>().ok())
+                else {
+                    return following;
+                };
+                body_length = length;
+            }
+        }
+        offset += head_length + body_length;
+        if offset >= data.len() {
+            return following;
+        }
+        match parse_request(&data[offset..], truncated) {
+            Some(head) => following.push(head),
+            None => return following,
+        }
+    }
+}
+
 /// Whether `data` may be the start of a request or status line whose rest comes in the next transfer
 /// (the peer wrote the head in pieces): no line end yet, and a method-like word or a prefix of
 /// `HTTP/1.x NNN`.
@@ -138,6 +176,27 @@ mod tests {
         ] {
             assert_eq!(parse_request(data, true), None, "{data:?}");
         }
+    }
+
+    #[test]
+    fn pipelined_requests_are_found_after_the_first() {
+        let data = b"GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyzGET /c HTTP/1.1\r\n\r\nGET /d";
+        let targets: Vec<String> = following_requests(data, true)
+            .into_iter()
+            .map(|head| head.target)
+            .collect();
+        // /d is cut by the capture limit: it still counts, the transfer being truncated.
+        assert_eq!(targets, ["/b", "/c", "/d"]);
+        assert!(following_requests(b"GET /a HTTP/1.1\r\n\r\n", false).is_empty());
+        // A head the capture cut, or a chunked body, ends the scan.
+        assert!(following_requests(b"GET /a HTTP/1.1\r\nHost: x", true).is_empty());
+        assert!(
+            following_requests(
+                b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+                false
+            )
+            .is_empty()
+        );
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! written ends it; a request line written starts a client request and the next status line read ends
 //! it. Requests are paired in order, so keep-alive connections work; interim `1xx` responses (except
 //! `101 Switching Protocols`) do not end a request. A head line written in pieces (the peer sent
-//! `GET ` and the rest separately) is put together across transfers. Connections need no accept or connect event: one
+//! `GET ` and the rest separately) is put together across transfers. Requests pipelined in one read are
+//! each counted as far as the captured bytes show them (`IO_DATA_MAX`); beyond that, their responses
+//! are counted as unpaired. Connections need no accept or connect event: one
 //! that was open before vigil started, or before the process was instrumented, is adopted at its next
 //! request.
 //!
@@ -285,7 +287,12 @@ impl Capture {
                 continue;
             };
             match (head, received) {
-                (Head::Request(head), true) => self.start(key, Side::Server, head, started_ns),
+                (Head::Request(head), true) => {
+                    self.start(key, Side::Server, head, started_ns);
+                    for pipelined in http1::following_requests(&event.data[..captured], truncated) {
+                        self.start(key, Side::Server, pipelined, started_ns);
+                    }
+                }
                 (Head::Request(head), false) => self.start(key, Side::Client, head, started_ns),
                 (Head::Status(status), true) => {
                     self.finish(key, Side::Client, status, at_ns, discovery)
