@@ -16,9 +16,19 @@ pub use process::{ProcessEvent, ProcessEventKind, ProcessTracepointLayout};
 pub const PROCESS_EVENTS_MAP: &str = "PROCESS_EVENTS";
 /// Per-CPU array of `u64` counters of records the kernel side could not deliver, indexed by [`LostSource`].
 pub const LOST_EVENTS_MAP: &str = "LOST_EVENTS";
-/// Hash map of the tgids vigil instruments (`u32` → `u32`, the value is reserved and 0): the in-kernel
-/// filter every capture program checks first, written by discovery the moment a process matches.
+/// Hash map of the tgids vigil captures (`u32` → `u32`): the in-kernel filter every capture program
+/// checks first. Discovery writes [`TRACKED_BY_DISCOVERY`] the moment a process matches; with
+/// [`CAPTURE_ON_LISTEN_GLOBAL`] set, the listen program writes [`TRACKED_BY_LISTEN`] for a process that
+/// starts listening, so that it is captured before user space has evaluated it (discovery then keeps or
+/// removes the entry).
 pub const TRACKED_TGIDS_MAP: &str = "TRACKED_TGIDS";
+/// [`TRACKED_TGIDS_MAP`] value: the process matches discovery's selectors.
+pub const TRACKED_BY_DISCOVERY: u32 = 0;
+/// [`TRACKED_TGIDS_MAP`] value: the kernel added the process when it listened; not evaluated yet.
+pub const TRACKED_BY_LISTEN: u32 = 1;
+/// Global (`.rodata`, `u32`): non-zero when a process that listens is to be captured at once (some
+/// instrument selector matches by port).
+pub const CAPTURE_ON_LISTEN_GLOBAL: &str = "CAPTURE_ON_LISTEN";
 /// Ring buffer that carries [`IoEvent`] records to user space.
 pub const IO_EVENTS_MAP: &str = "IO_EVENTS";
 /// Global (`.rodata`) holding the [`SyscallLayout`] read from tracefs at start.

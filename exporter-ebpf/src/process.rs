@@ -9,7 +9,10 @@
 //! - `sched/sched_process_exit` → [`vigil_exit`]: records an `Exit` with `group_dead`, which is what says
 //!   the process is gone (the exit of the thread-group leader alone does not).
 //! - `syscalls/sys_exit_listen` → [`vigil_listen`]: records a `Listen` when `listen` succeeded, so that a
-//!   process that opens its port late is matched by port at once, without polling.
+//!   process that opens its port late is matched by port at once, without polling; with
+//!   `CAPTURE_ON_LISTEN` set, also puts the process in `TRACKED_TGIDS` (as `TRACKED_BY_LISTEN`, never
+//!   over an existing entry) so that its first requests are captured before user space has evaluated
+//!   it; user space removes the entry if the process does not match.
 //!
 //! Records go to the `PROCESS_EVENTS` ring buffer, submitted without a wakeup: user space drains it on a
 //! short timer, since a wakeup per record costs several microseconds in the traced process. A record that
@@ -17,7 +20,7 @@
 //! `PROCESS_LAYOUT`, which user space fills from the tracepoint `format` files before loading.
 
 use aya_ebpf::{
-    bindings::BPF_RB_NO_WAKEUP,
+    bindings::{BPF_NOEXIST, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_ktime_get_boot_ns,
@@ -27,13 +30,19 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use vigil_common::{
-    LostSource, ProcessEvent, ProcessEventKind, ProcessTracepointLayout,
+    LostSource, ProcessEvent, ProcessEventKind, ProcessTracepointLayout, TRACKED_BY_LISTEN,
     process::{CLONE_THREAD, EXIT_GROUP_DEAD, EXIT_GROUP_DEAD_UNKNOWN, FIELD_ABSENT},
 };
+
+use crate::tracked::TRACKED_TGIDS;
 
 /// Filled by user space (`EbpfLoader::set_global`) before load.
 #[unsafe(no_mangle)]
 static PROCESS_LAYOUT: ProcessTracepointLayout = ProcessTracepointLayout::UNKNOWN;
+
+/// Non-zero: a process that listens is captured at once (set by user space before load).
+#[unsafe(no_mangle)]
+static CAPTURE_ON_LISTEN: u32 = 0;
 
 /// Process events for user space; its size is set by user space at load time.
 #[map]
@@ -163,6 +172,11 @@ pub fn vigil_listen(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let (pid, tgid) = current_ids();
+    // SAFETY: a read of our own `.rodata` global; volatile so the compiler does not fold the default.
+    if unsafe { core::ptr::read_volatile(&CAPTURE_ON_LISTEN) } != 0 {
+        // An entry discovery wrote stays as it is (BPF_NOEXIST); a full map is caught by discovery.
+        let _ = TRACKED_TGIDS.insert(&tgid, &TRACKED_BY_LISTEN, BPF_NOEXIST as u64);
+    }
     submit(ProcessEventKind::Listen, 0, pid, tgid, 0);
     0
 }

@@ -51,8 +51,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     let server = tokio::spawn(admin::serve(listener, state, shutdown.clone()));
 
-    let (probes, mut kernel_events, mut io_events, tracked) =
-        KernelProbes::load(&config.ebpf, &config.paths.tracefs, &kernel_metrics)?;
+    let (probes, mut kernel_events, mut io_events, tracked) = KernelProbes::load(
+        &config.ebpf,
+        &config.paths.tracefs,
+        config.discovery.selects_by_port(),
+        &kernel_metrics,
+    )?;
     readiness.set_probes_attached();
     let discovery = Discovery::new(
         &config.paths.procfs,

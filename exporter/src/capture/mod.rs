@@ -17,7 +17,8 @@
 //!
 //! **Publication.** What a `provisional` process does is held, not published; it becomes series when
 //! discovery publishes the process, and is dropped if the process dies first (see discovery's minimum
-//! process age).
+//! process age). So is what a process the kernel captured at its `listen` does before discovery has
+//! evaluated it: published if it matches, dropped (`not_selected`) if not.
 //!
 //! **Series lifecycle.** A series not updated for `metrics.ttl` is removed, and so are all the series
 //! of a service once no process of it has been captured for [`SERVICE_GONE_GRACE`].
@@ -119,14 +120,14 @@ impl CaptureMetrics {
             ),
             dropped: counter(
                 "vigil_http_dropped_requests_total",
-                "Captured requests never published: short_lived (the process died younger than the minimum age), hold_full (too many held for one provisional process).",
+                "Captured requests never published: short_lived (the process died younger than the minimum age), not_selected (captured from its listen until discovery found it matches no selector), hold_full (too many held for one provisional process).",
                 &["reason"],
             ),
         };
         for side in ["server", "client"] {
             metrics.unpaired.with_label_values(&[side]);
         }
-        for reason in ["short_lived", "hold_full"] {
+        for reason in ["short_lived", "not_selected", "hold_full"] {
             metrics.dropped.with_label_values(&[reason]);
         }
         metrics
@@ -371,17 +372,21 @@ impl Capture {
                         self.record(service_name, observation);
                     }
                 }
-                Publication::NotCaptured => {
+                gone_or_unselected => {
                     let dropped = self.held.remove(&tgid).map_or(0, |held| held.len());
                     self.metrics
                         .dropped
-                        .with_label_values(&["short_lived"])
+                        .with_label_values(&[drop_reason(&gone_or_unselected)])
                         .inc_by(dropped as u64);
                 }
             }
         }
-        self.connections
-            .retain(|(tgid, _), _| discovery.publication(*tgid) != Publication::NotCaptured);
+        self.connections.retain(|(tgid, _), _| {
+            matches!(
+                discovery.publication(*tgid),
+                Publication::Published { .. } | Publication::Provisional
+            )
+        });
     }
 
     fn start(&mut self, key: (u32, u32), side: Side, head: http1::RequestHead, now_ns: u64) {
@@ -436,7 +441,9 @@ impl Capture {
         };
         match discovery.publication(key.0) {
             Publication::Published { service_name } => self.record(service_name, observation),
-            Publication::Provisional => {
+            // Provisional, or not in discovery's table yet: the kernel captured it at its `listen`, and
+            // the events that will tell discovery about it come later in this batch. `settle` decides.
+            Publication::Provisional | Publication::NotCaptured => {
                 let held = self.held.entry(key.0).or_default();
                 if held.len() < MAX_HELD_PER_PROCESS {
                     held.push(observation);
@@ -444,10 +451,10 @@ impl Capture {
                     self.metrics.dropped.with_label_values(&["hold_full"]).inc();
                 }
             }
-            Publication::NotCaptured => {
+            Publication::NotSelected => {
                 self.metrics
                     .dropped
-                    .with_label_values(&["short_lived"])
+                    .with_label_values(&["not_selected"])
                     .inc();
             }
         }
@@ -502,6 +509,14 @@ impl Capture {
                 labels: labels.iter().map(|label| label.to_string()).collect(),
                 last_update: now,
             });
+    }
+}
+
+/// The `reason` label of requests dropped because of what discovery says of their process.
+fn drop_reason(publication: &Publication) -> &'static str {
+    match publication {
+        Publication::NotSelected => "not_selected",
+        _ => "short_lived",
     }
 }
 

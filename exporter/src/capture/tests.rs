@@ -30,6 +30,9 @@ impl ProcessFilter for SetFilter {
     fn contains(&self, tgid: u32) -> bool {
         self.0.contains(&tgid)
     }
+    fn tgids(&self) -> Vec<u32> {
+        self.0.iter().copied().collect()
+    }
 }
 
 /// A child process, killed when dropped (also when an assertion fails).

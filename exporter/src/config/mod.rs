@@ -125,6 +125,14 @@ pub struct DiscoveryConfig {
 }
 
 impl DiscoveryConfig {
+    /// Whether some `instrument` selector matches by listening port (then a process that listens is
+    /// captured by the kernel at once, before it is evaluated).
+    pub fn selects_by_port(&self) -> bool {
+        self.instrument
+            .iter()
+            .any(|selector| selector.open_ports.is_some())
+    }
+
     /// The bounds of the learned minimum process age.
     pub fn min_process_age_bounds(&self) -> MinProcessAgeBounds {
         MinProcessAgeBounds {

@@ -73,6 +73,8 @@ pub trait ProcessFilter: Send {
     fn insert(&mut self, tgid: u32) -> Result<(), String>;
     fn remove(&mut self, tgid: u32);
     fn contains(&self, tgid: u32) -> bool;
+    /// Every tgid in the filter, whoever added it.
+    fn tgids(&self) -> Vec<u32>;
 }
 
 /// Where a process stands.
@@ -115,7 +117,10 @@ pub enum Publication<'a> {
     Published { service_name: &'a str },
     /// Captured, but younger than the minimum process age: hold until it is published or gone.
     Provisional,
-    /// Not captured: never matched, excluded, or gone.
+    /// Known and not captured (no selector matches, or excluded): what the kernel captured of it
+    /// between its `listen` and its evaluation is dropped.
+    NotSelected,
+    /// Not in the table: gone (or never seen).
     NotCaptured,
 }
 
@@ -215,7 +220,12 @@ impl DiscoveryMetrics {
                 .expect("static"),
             ),
         };
-        for kind in ["missed_exec", "missed_exit", "pid_reused"] {
+        for kind in [
+            "missed_exec",
+            "missed_exit",
+            "pid_reused",
+            "stale_filter_entry",
+        ] {
             metrics.corrections.with_label_values(&[kind]);
         }
         for reason in ["process_gone", "filter_entry_missing"] {
@@ -378,6 +388,7 @@ impl Discovery {
             }
         }
         self.forget_departed(now);
+        self.remove_stale_filter_entries();
         let to_evaluate: Vec<u32> = self
             .table
             .iter()
@@ -419,6 +430,15 @@ impl Discovery {
                         None => PendingStep::Read,
                     };
                     self.try_step(event.tgid, step, trigger, 0, now);
+                    // The kernel captures a process from its listen on (CAPTURE_ON_LISTEN), before
+                    // this evaluation: undo that unless it matched.
+                    if !self
+                        .decisions
+                        .get(&event.tgid)
+                        .is_some_and(|decision| decision.state.is_captured())
+                    {
+                        self.filter.remove(event.tgid);
+                    }
                 }
                 Some(ProcessEventKind::Exit)
                     if event.flags & (EXIT_GROUP_DEAD | EXIT_GROUP_DEAD_UNKNOWN) != 0 =>
@@ -465,7 +485,8 @@ impl Discovery {
             Some(decision) if decision.state == ProcessState::Provisional => {
                 Publication::Provisional
             }
-            _ => Publication::NotCaptured,
+            Some(_) => Publication::NotSelected,
+            None => Publication::NotCaptured,
         }
     }
 
@@ -776,6 +797,25 @@ impl Discovery {
                 lifetime_seconds = lifetime_ns as f64 / 1e9,
                 "short-lived process gone before publication; its data is dropped"
             );
+        }
+    }
+
+    /// Removes the filter entries no captured process backs: left by the kernel at a `listen` whose
+    /// event was lost, or by anything else that wrote the map.
+    fn remove_stale_filter_entries(&mut self) {
+        for tgid in self.filter.tgids() {
+            let backed = self
+                .decisions
+                .get(&tgid)
+                .is_some_and(|decision| decision.state.is_captured());
+            if !backed {
+                tracing::debug!(tgid, "removing a filter entry no captured process backs");
+                self.filter.remove(tgid);
+                self.metrics
+                    .corrections
+                    .with_label_values(&["stale_filter_entry"])
+                    .inc();
+            }
         }
     }
 

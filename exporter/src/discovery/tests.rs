@@ -23,6 +23,9 @@ impl ProcessFilter for SharedFilter {
     fn contains(&self, tgid: u32) -> bool {
         self.0.lock().unwrap().contains(&tgid)
     }
+    fn tgids(&self) -> Vec<u32> {
+        self.0.lock().unwrap().iter().copied().collect()
+    }
 }
 
 /// The discovery settings of the tests; each test overrides some keys.
@@ -334,6 +337,9 @@ impl ProcessFilter for FlakyFilter {
     fn contains(&self, tgid: u32) -> bool {
         self.inner.contains(tgid)
     }
+    fn tgids(&self) -> Vec<u32> {
+        self.inner.tgids()
+    }
 }
 
 /// Calls `advance` until `done` or two seconds pass (the longest backoff is 2 s).
@@ -443,4 +449,34 @@ fn a_failed_proc_read_is_retried_with_its_reason_until_it_succeeds() {
     let mut child = child;
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[test]
+fn a_listener_the_kernel_captured_is_released_unless_it_matches() {
+    // This test process listens; the selector wants another port. The kernel captured it at listen.
+    let (mut discovery, filter, registry) = discovery("{instrument: [{open_ports: '1'}]}");
+    discovery.own_pid = 0; // evaluate this process as if it were anyone else
+    let me = std::process::id();
+    discovery.reconcile(Instant::now()).unwrap();
+    let _listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    filter.0.lock().unwrap().insert(me);
+    discovery.handle(
+        &[event(ProcessEventKind::Listen, 0, me, me)],
+        Instant::now(),
+    );
+    assert_eq!(state_of(&discovery, me), Some(ProcessState::Candidate));
+    assert!(!filter.contains(me), "released after evaluation");
+    assert_eq!(discovery.publication(me), Publication::NotSelected);
+
+    // Its listen event was lost: the reconcile removes the entry and counts it.
+    filter.0.lock().unwrap().insert(me);
+    discovery.reconcile(Instant::now()).unwrap();
+    assert!(!filter.contains(me));
+    assert_eq!(
+        sample(
+            &registry,
+            "vigil_reconcile_corrections_total{kind=\"stale_filter_entry\"}"
+        ),
+        1.0
+    );
 }

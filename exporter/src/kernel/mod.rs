@@ -26,9 +26,9 @@ use aya::{
 };
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use vigil_common::{
-    IO_EVENTS_MAP, IoEvent, IoEventKind, LOST_EVENTS_MAP, LostSource, PROCESS_EVENTS_MAP,
-    PROCESS_LAYOUT_GLOBAL, ProcessEvent, ProcessEventKind, SYSCALL_LAYOUT_GLOBAL, SyscallLayout,
-    TRACKED_TGIDS_MAP, io,
+    CAPTURE_ON_LISTEN_GLOBAL, IO_EVENTS_MAP, IoEvent, IoEventKind, LOST_EVENTS_MAP, LostSource,
+    PROCESS_EVENTS_MAP, PROCESS_LAYOUT_GLOBAL, ProcessEvent, ProcessEventKind,
+    SYSCALL_LAYOUT_GLOBAL, SyscallLayout, TRACKED_BY_DISCOVERY, TRACKED_TGIDS_MAP, io,
     process::{EXIT_GROUP_DEAD, EXIT_GROUP_DEAD_UNKNOWN, programs},
 };
 
@@ -158,15 +158,23 @@ pub struct KernelEvents {
 
 impl KernelProbes {
     /// Loads the object with this kernel's tracepoint layout and attaches every program it can.
+    /// Loads and attaches every program. With `capture_on_listen`, a process that starts listening is
+    /// captured by the kernel at once, before discovery has evaluated it.
     pub fn load(
         config: &EbpfConfig,
         tracefs: &Path,
+        capture_on_listen: bool,
         metrics: &KernelMetrics,
     ) -> Result<(KernelProbes, KernelEvents, IoEvents, TrackedTgids), KernelError> {
         let (layout, layout_errors) = layout::read_process_layout(tracefs);
         let syscall_layout = layout::read_syscall_layout(tracefs);
         let mut ebpf = EbpfLoader::new()
             .override_global(PROCESS_LAYOUT_GLOBAL, &layout, true)
+            .override_global(
+                CAPTURE_ON_LISTEN_GLOBAL,
+                &u32::from(capture_on_listen),
+                true,
+            )
             .override_global(
                 SYSCALL_LAYOUT_GLOBAL,
                 syscall_layout.as_ref().unwrap_or(&SyscallLayout::UNKNOWN),
@@ -248,7 +256,7 @@ pub struct TrackedTgids {
 impl ProcessFilter for TrackedTgids {
     fn insert(&mut self, tgid: u32) -> Result<(), String> {
         self.map
-            .insert(tgid, 0, 0)
+            .insert(tgid, TRACKED_BY_DISCOVERY, 0)
             .map_err(|error| error.to_string())
     }
 
@@ -259,6 +267,10 @@ impl ProcessFilter for TrackedTgids {
 
     fn contains(&self, tgid: u32) -> bool {
         self.map.get(&tgid, 0).is_ok()
+    }
+
+    fn tgids(&self) -> Vec<u32> {
+        self.map.keys().filter_map(Result::ok).collect()
     }
 }
 
