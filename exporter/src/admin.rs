@@ -55,6 +55,8 @@ pub struct AdminState {
     pub readiness: Arc<Readiness>,
     /// Set once the eBPF programs are loaded (discovery writes their filter map).
     pub discovery: Arc<OnceLock<Arc<Mutex<Discovery>>>>,
+    /// The pods of this node and their monitoring status (`null` without Kubernetes).
+    pub pods: Arc<Mutex<serde_json::Value>>,
 }
 
 const LANDING_PAGE: &str = concat!(
@@ -105,7 +107,8 @@ fn route(state: &AdminState, request: &Request<hyper::body::Incoming>) -> Respon
         "/debug/discovery" => match state.discovery.get() {
             Some(discovery) => {
                 let discovery = discovery.lock().expect("discovery lock poisoned");
-                let json = discovery.to_json(std::time::Instant::now());
+                let mut json = discovery.to_json(std::time::Instant::now());
+                json["pods"] = state.pods.lock().expect("pods lock poisoned").clone();
                 respond(StatusCode::OK, "application/json", json.to_string())
             }
             None => respond(

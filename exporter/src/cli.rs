@@ -20,6 +20,11 @@ pub struct Cli {
     #[arg(long = "log.level", value_name = "LEVEL")]
     pub log_level: Option<String>,
 
+    /// kubeconfig file for the pod watcher; without it, the in-cluster service account when running in a
+    /// pod, else node-only [config: k8s.kubeconfig]
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<String>,
+
     /// Validate the configuration, print the effective configuration as YAML and exit.
     #[arg(long = "check-config")]
     pub check_config: bool,
@@ -34,6 +39,9 @@ impl Cli {
         }
         if let Some(level) = &self.log_level {
             overrides.push(("log.level", level.clone()));
+        }
+        if let Some(kubeconfig) = &self.kubeconfig {
+            overrides.push(("k8s.kubeconfig", kubeconfig.clone()));
         }
         overrides
     }

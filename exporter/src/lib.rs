@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod discovery;
 pub mod kernel;
+pub mod kubernetes;
 pub mod metrics;
 pub mod privileges;
 
@@ -28,6 +29,7 @@ use crate::{
     config::Config,
     discovery::{Discovery, DiscoveryMetrics},
     kernel::{KernelMetrics, KernelProbes},
+    kubernetes::{KubeMetrics, monitoring::MonitoringMetrics},
 };
 
 /// Runs vigil until SIGTERM or SIGINT. Privileges are checked by the caller.
@@ -36,6 +38,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let kernel_metrics = KernelMetrics::register(&registry);
     let discovery_metrics = DiscoveryMetrics::register(&registry);
     let capture_metrics = CaptureMetrics::register(&registry);
+    let kube_metrics = KubeMetrics::register(&registry);
+    let monitoring_metrics = MonitoringMetrics::register(&registry);
     let address = config.web.listen_address;
     let listener = TcpListener::bind(address)
         .await
@@ -43,11 +47,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "admin server listening");
     let readiness = Arc::new(Readiness::default());
     let discovery_slot = Arc::new(OnceLock::new());
+    let pod_reports = Arc::new(Mutex::new(serde_json::Value::Null));
     let shutdown = CancellationToken::new();
     let state = Arc::new(AdminState {
         registry,
         readiness: readiness.clone(),
         discovery: discovery_slot.clone(),
+        pods: pod_reports.clone(),
     });
     let server = tokio::spawn(admin::serve(listener, state, shutdown.clone()));
 
@@ -66,6 +72,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let discovery = Arc::new(Mutex::new(discovery));
     let _ = discovery_slot.set(discovery.clone());
+
+    let pod_watch = match kubernetes::connect(&config.k8s)
+        .await
+        .context("connecting to the Kubernetes API")?
+    {
+        Some(client) => {
+            let node = kubernetes::node_name(&config.k8s);
+            tracing::info!(%node, "watching the pods of this node");
+            Some(kubernetes::watch_pods(client, node, kube_metrics))
+        }
+        None => {
+            tracing::info!(
+                "no kubeconfig and not in a pod: running node-only, without pod metadata or the unmonitored-pod gauge"
+            );
+            None
+        }
+    };
 
     let lock = || discovery.lock().expect("discovery lock poisoned");
     let seeded = lock()
@@ -112,6 +135,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 let mut discovery = lock();
                 discovery.heartbeat(Instant::now());
                 capture.expire(&discovery, Instant::now());
+                if let Some(watch) = &pod_watch {
+                    watch.update_gauges();
+                    let reports = kubernetes::monitoring::evaluate(
+                        &watch.store.lock().expect("pod store lock"),
+                        &discovery,
+                        &config.k8s,
+                        std::time::SystemTime::now(),
+                    );
+                    monitoring_metrics.publish(&reports);
+                    *pod_reports.lock().expect("pods lock") = kubernetes::monitoring::to_json(&reports);
+                }
             }
             _ = reconcile.tick() => {
                 if let Err(error) = lock().reconcile(Instant::now()) {

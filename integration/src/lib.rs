@@ -2,6 +2,7 @@
 //! admin endpoints. Scenarios that need root (eBPF) call [`require_root`] first; their workloads run in
 //! simulated pods ([`Pod`]).
 
+pub mod fake_apiserver;
 pub mod http_client;
 mod pod;
 

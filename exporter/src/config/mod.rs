@@ -44,6 +44,23 @@ pub struct Config {
     pub ebpf: EbpfConfig,
     pub discovery: DiscoveryConfig,
     pub metrics: MetricsConfig,
+    pub k8s: KubernetesConfig,
+}
+
+/// `k8s.*`: the pod watcher and the unmonitored-pod gauge.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// A kubeconfig file; empty: the in-cluster service account when vigil runs in a pod, else none
+    /// (node-only).
+    pub kubeconfig: String,
+    /// The node whose pods are watched; empty: `$NODE_NAME`, else the host name.
+    pub node_name: String,
+    /// How long a pod's containers must have been ready before the pod is expected to be monitored.
+    #[serde(with = "humantime_serde")]
+    pub unmonitored_grace: Duration,
+    /// Namespaces whose pods are never expected to be monitored.
+    pub excluded_namespaces: Vec<String>,
 }
 
 /// `metrics.*`: the series vigil serves.

@@ -39,7 +39,7 @@ mod selector;
 mod table;
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     path::Path,
     time::{Duration, Instant},
 };
@@ -273,6 +273,18 @@ struct Decision {
     exited_boot_ns: Option<u64>,
     /// `service_name` of what it serves: its executable's file name.
     service_name: String,
+    /// Its filter entry could not be written (retried).
+    attach_failed: bool,
+}
+
+/// The processes of one pod, by what discovery made of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodProcesses {
+    pub instrumented: usize,
+    pub provisional: usize,
+    pub attach_failed: usize,
+    /// Candidates and excluded processes.
+    pub not_selected: usize,
 }
 
 /// Why a step failed: its stage and error, for the error counter.
@@ -463,6 +475,37 @@ impl Discovery {
             }
         }
         self.update_gauges();
+    }
+
+    /// What discovery made of the processes of each pod (by pod UID, from their cgroups).
+    pub fn pod_processes(&self) -> HashMap<&str, PodProcesses> {
+        let mut pods: HashMap<&str, PodProcesses> = HashMap::new();
+        for info in self.table.iter() {
+            let Some(pod_uid) = info.container.pod_uid.as_deref() else {
+                continue;
+            };
+            let processes = pods.entry(pod_uid).or_default();
+            match self
+                .decisions
+                .get(&info.identity.pid)
+                .filter(|decision| decision.identity == info.identity)
+            {
+                Some(decision) if decision.state == ProcessState::Instrumented => {
+                    processes.instrumented += 1
+                }
+                Some(decision) if decision.state == ProcessState::Provisional => {
+                    processes.provisional += 1
+                }
+                Some(decision) if decision.attach_failed => processes.attach_failed += 1,
+                _ => processes.not_selected += 1,
+            }
+        }
+        pods
+    }
+
+    /// The UID of the pod vigil itself runs in, if any.
+    pub fn own_pod_uid(&self) -> Option<&str> {
+        self.table.get(self.own_pid)?.container.pod_uid.as_deref()
     }
 
     /// The `service_name` of every captured process.
@@ -686,6 +729,7 @@ impl Discovery {
             captured_boot_ns: None,
             exited_boot_ns: previous.as_ref().and_then(|old| old.exited_boot_ns),
             service_name: service_name(&info),
+            attach_failed: false,
         };
         match (verdict == ProcessState::Instrumented, was_captured) {
             (true, true) => {
@@ -696,6 +740,7 @@ impl Discovery {
             (true, false) => {
                 if let Err(message) = self.filter.insert(pid) {
                     decision.state = ProcessState::Candidate;
+                    decision.attach_failed = true;
                     decision.reason = format!("filter insert failed: {message}");
                     self.decisions.insert(pid, decision);
                     return Err(StepError {

@@ -1,0 +1,230 @@
+//! Root only: the pod watcher against an API server that speaks the real list/watch protocol
+//! (`integration/src/fake_apiserver.rs`), and the unmonitored-pod gauge over simulated pods.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use vigil_integration::{
+    Pod, Vigil, eventually,
+    fake_apiserver::{FakeApiServer, pod},
+    free_port, require_root, workspace,
+};
+
+const NODE: &str = "node-a";
+/// Ready long before any grace.
+const LONG_AGO: &str = "2026-01-01T00:00:00Z";
+
+fn vigil_with(server: &FakeApiServer, extra: &str) -> Vigil {
+    let kubeconfig = server.kubeconfig();
+    let config = format!(
+        "discovery:\n  instrument: [{{open_ports: '1-65535', container: true}}]\n  heartbeat_interval: 200ms\n\
+         k8s:\n  node_name: {NODE}\n{extra}"
+    );
+    let vigil = Vigil::spawn(&config, &["--kubeconfig", kubeconfig.to_str().unwrap()]);
+    vigil.wait_ready(Duration::from_secs(20));
+    vigil
+}
+
+/// The pods section of `/debug/discovery`, by name.
+fn pods(vigil: &Vigil) -> Vec<Value> {
+    let (_, body) = vigil.get("/debug/discovery");
+    let json: Value = serde_json::from_str(&body).unwrap();
+    json["pods"].as_array().cloned().unwrap_or_default()
+}
+
+fn pod_names(vigil: &Vigil) -> Vec<String> {
+    let mut names: Vec<String> = pods(vigil)
+        .iter()
+        .map(|pod| pod["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn api_pod(name: &str, uid: &str) -> Value {
+    pod("shop", name, uid, NODE, &"0".repeat(64), LONG_AGO)
+}
+
+#[test]
+fn the_pod_watch_follows_events_and_recovers_from_drops_and_gone() {
+    if !require_root("the_pod_watch_follows_events_and_recovers_from_drops_and_gone") {
+        return;
+    }
+    let server = FakeApiServer::start();
+    server.apply(api_pod("web-a", "uid-a"));
+    server.apply(api_pod("web-b", "uid-b"));
+    let vigil = vigil_with(&server, "");
+    let names = |want: &[&str]| eventually(Duration::from_secs(10), || pod_names(&vigil) == want);
+    assert!(
+        names(&["web-a", "web-b"]),
+        "listed: {:?}",
+        pod_names(&vigil)
+    );
+    assert!(
+        server
+            .requests()
+            .iter()
+            .all(|target| target.contains("fieldSelector=spec.nodeName%3Dnode-a")),
+        "node-scoped: {:?}",
+        server.requests()
+    );
+
+    // Watch events.
+    server.apply(api_pod("web-c", "uid-c"));
+    server.delete("uid-b");
+    assert!(
+        names(&["web-a", "web-c"]),
+        "watched: {:?}",
+        pod_names(&vigil)
+    );
+
+    // A dropped connection: the watch resumes from its resource version, missing nothing.
+    server.drop_watches();
+    server.apply(api_pod("web-d", "uid-d"));
+    assert!(
+        names(&["web-a", "web-c", "web-d"]),
+        "resumed: {:?}",
+        pod_names(&vigil)
+    );
+
+    // 410 Gone: the watcher lists again.
+    let lists_before = server
+        .requests()
+        .iter()
+        .filter(|target| !target.contains("watch=true"))
+        .count();
+    server.expire_next_watch();
+    server.drop_watches();
+    server.delete("uid-a");
+    assert!(
+        names(&["web-c", "web-d"]),
+        "relisted: {:?}",
+        pod_names(&vigil)
+    );
+    let lists_after = server
+        .requests()
+        .iter()
+        .filter(|target| !target.contains("watch=true"))
+        .count();
+    assert!(lists_after > lists_before, "a relist after 410 Gone");
+    assert!(vigil.metric("vigil_kube_watch_restarts_total") >= 1.0);
+    assert_eq!(vigil.metric("vigil_kube_pods{phase=\"Running\"}"), 2.0);
+    assert!(vigil.metric("vigil_kube_last_event_age_seconds") < 60.0);
+    let web_c = pods(&vigil)
+        .into_iter()
+        .find(|pod| pod["name"] == "web-c")
+        .unwrap();
+    assert_eq!(web_c["owner"], "Deployment/web", "{web_c}");
+}
+
+/// A node replica in a simulated pod, announced to the API server with its UID and container id.
+fn replica(server: &FakeApiServer, name: &str, listen_delay_ms: u64) -> (Pod, u16) {
+    let port = free_port();
+    let mut simulated = Pod::start("node", &["server.js"], |command| {
+        command
+            .current_dir(workspace().join("integration/workloads/npm-server"))
+            .env("PORT", port.to_string())
+            .env("LISTEN_DELAY_MS", listen_delay_ms.to_string());
+    });
+    server.apply(pod(
+        "shop",
+        name,
+        &simulated.uid,
+        NODE,
+        &simulated.container_id,
+        LONG_AGO,
+    ));
+    if listen_delay_ms == 0 {
+        assert_eq!(simulated.read_line(), format!("listening {port}"));
+    }
+    (simulated, port)
+}
+
+fn gauge(vigil: &Vigil, sample: &str) -> f64 {
+    vigil.metric(sample)
+}
+
+#[test]
+fn the_unmonitored_pod_gauge_names_the_pod_and_the_reason_and_clears() {
+    if !require_root("the_unmonitored_pod_gauge_names_the_pod_and_the_reason_and_clears") {
+        return;
+    }
+    let server = FakeApiServer::start();
+    let vigil = vigil_with(&server, "");
+    let monitored = "vigil_monitored_pods{k8s_namespace_name=\"shop\"}";
+    let unmonitored = |reason: &str| {
+        format!("vigil_unmonitored_pods{{k8s_namespace_name=\"shop\",reason=\"{reason}\"}}")
+    };
+
+    // Two replicas, then a scale-out to six: every one monitored, none left out.
+    let mut replicas: Vec<(Pod, u16)> = (0..2)
+        .map(|n| replica(&server, &format!("web-{n}"), 0))
+        .collect();
+    assert!(eventually(Duration::from_secs(10), || gauge(
+        &vigil, monitored
+    ) == 2.0));
+    replicas.extend((2..6).map(|n| replica(&server, &format!("web-{n}"), 0)));
+    assert!(
+        eventually(Duration::from_secs(10), || gauge(&vigil, monitored) == 6.0),
+        "monitored: {}; pods: {:?}",
+        gauge(&vigil, monitored),
+        pods(&vigil)
+    );
+    for reason in [
+        "no_process_found",
+        "no_matching_process",
+        "process_too_young",
+        "attach_failed",
+    ] {
+        assert_eq!(gauge(&vigil, &unmonitored(reason)), 0.0, "{reason}");
+    }
+
+    // A replica whose server has not opened its port: its process matches no selector yet.
+    let (late, _) = replica(&server, "web-late", 4_000);
+    let late_status = "vigil_pod_monitoring_status{k8s_namespace_name=\"shop\",k8s_pod_name=\"web-late\",status=\"no_matching_process\"}";
+    assert!(
+        eventually(Duration::from_secs(3), || gauge(
+            &vigil,
+            &unmonitored("no_matching_process")
+        ) == 1.0),
+        "pods: {:?}",
+        pods(&vigil)
+    );
+    assert_eq!(gauge(&vigil, late_status), 1.0);
+    // Once it listens it is instrumented, and the gauge clears.
+    assert!(
+        eventually(Duration::from_secs(8), || gauge(
+            &vigil,
+            &unmonitored("no_matching_process")
+        ) == 0.0
+            && gauge(&vigil, monitored) == 7.0),
+        "pods: {:?}",
+        pods(&vigil)
+    );
+
+    // A pod whose containers vigil cannot find on this node.
+    server.apply(api_pod("web-ghost", "00000000-0000-0000-0000-000000000000"));
+    assert!(eventually(Duration::from_secs(3), || gauge(
+        &vigil,
+        &unmonitored("no_process_found")
+    ) == 1.0));
+    // Deleted: it leaves the gauges.
+    server.delete("00000000-0000-0000-0000-000000000000");
+    assert!(eventually(Duration::from_secs(3), || gauge(
+        &vigil,
+        &unmonitored("no_process_found")
+    ) == 0.0));
+
+    // Opted out by annotation: not expected at all.
+    let mut opted_out = api_pod("web-quiet", "11111111-1111-1111-1111-111111111111");
+    opted_out["metadata"]["annotations"] = serde_json::json!({"vigil.io/instrument": "false"});
+    server.apply(opted_out);
+    assert!(eventually(Duration::from_secs(3), || pods(&vigil)
+        .iter()
+        .any(
+            |pod| pod["name"] == "web-quiet" && pod["expected"] == false
+        )));
+    assert_eq!(gauge(&vigil, &unmonitored("no_process_found")), 0.0);
+    drop(late);
+    drop(replicas);
+}
