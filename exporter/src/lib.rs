@@ -107,7 +107,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     reconcile.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut heartbeat = tokio::time::interval(config.discovery.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut capture = Capture::new(&config.metrics, capture_metrics);
+    let mut capture = Capture::new(
+        &config.metrics,
+        pod_watch.as_ref().map(|watch| watch.store.clone()),
+        capture_metrics,
+    );
     let mut events = Vec::new();
     let mut io = Vec::new();
     let stop = stop_signal();

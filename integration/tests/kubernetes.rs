@@ -228,3 +228,112 @@ fn the_unmonitored_pod_gauge_names_the_pod_and_the_reason_and_clears() {
     drop(late);
     drop(replicas);
 }
+
+/// A node HTTP server (the capture workload) in a simulated pod; announced to the API server now or
+/// later by the caller.
+fn http_replica() -> (Pod, u16) {
+    let port = free_port();
+    let mut simulated = Pod::start("node", &["server.js"], |command| {
+        command
+            .current_dir(workspace().join("integration/workloads/http-server"))
+            .env("PORT", port.to_string());
+    });
+    assert_eq!(simulated.read_line(), format!("listening {port}"));
+    (simulated, port)
+}
+
+/// Server request counts by pod name, for series with the given identity labels.
+fn requests_by_pod(vigil: &Vigil) -> std::collections::BTreeMap<String, u64> {
+    let (_, body) = vigil.get("/metrics");
+    let mut counts = std::collections::BTreeMap::new();
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix("http_server_request_duration_seconds_count{") else {
+            continue;
+        };
+        let (labels, value) = rest.rsplit_once("} ").unwrap();
+        let label = |name: &str| {
+            labels
+                .split("\",")
+                .find_map(|pair| pair.strip_prefix(&format!("{name}=\"")))
+                .map(|value| value.trim_end_matches('"').to_owned())
+                .unwrap_or_default()
+        };
+        let identity = [
+            ("service_name", "web"),
+            ("service_namespace", "shop"),
+            ("k8s_namespace_name", "shop"),
+            ("k8s_container_name", "app"),
+            ("k8s_node_name", NODE),
+            ("k8s_deployment_name", "web"),
+            ("k8s_replicaset_name", "web-5d8f7c9b4"),
+            ("k8s_owner_name", "web"),
+        ];
+        assert!(
+            identity.iter().all(|(name, want)| label(name) == *want),
+            "series without its pod's identity: {line}"
+        );
+        *counts.entry(label("k8s_pod_name")).or_default() += value.parse::<u64>().unwrap();
+    }
+    counts
+}
+
+#[test]
+fn red_series_carry_their_pod_labels_through_a_scale_out() {
+    if !require_root("red_series_carry_their_pod_labels_through_a_scale_out") {
+        return;
+    }
+    let server = FakeApiServer::start();
+    let vigil = vigil_with(&server, "");
+    let announce = |name: &str, replica: &Pod| {
+        server.apply(pod(
+            "shop",
+            name,
+            &replica.uid,
+            NODE,
+            &replica.container_id,
+            LONG_AGO,
+        ));
+    };
+    let mut replicas = Vec::new();
+    for n in 0..2 {
+        let (replica, port) = http_replica();
+        announce(&format!("web-{n}"), &replica);
+        replicas.push((format!("web-{n}"), replica, port));
+    }
+    // Scale out to five; the last replica serves before its pod event reaches vigil: its requests
+    // wait for the pod's labels instead of becoming unlabelled series.
+    for n in 2..5 {
+        let (replica, port) = http_replica();
+        if n < 4 {
+            announce(&format!("web-{n}"), &replica);
+        }
+        replicas.push((format!("web-{n}"), replica, port));
+    }
+    let mut want = std::collections::BTreeMap::new();
+    for (name, _, port) in &replicas {
+        // Captured from its listen on: no need to wait before sending.
+        let tally = vigil_integration::http_client::keep_alive_load(
+            *port,
+            2,
+            250,
+            &["/users/1".to_owned()],
+        );
+        want.insert(name.clone(), tally.values().sum::<u64>());
+    }
+    let (late_name, late, _) = &replicas[4];
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !requests_by_pod(&vigil).contains_key(late_name.as_str()),
+        "no series before the pod is known"
+    );
+    announce(late_name, late);
+    assert!(
+        eventually(Duration::from_secs(10), || requests_by_pod(&vigil) == want),
+        "series {:?}\nclients {want:?}",
+        requests_by_pod(&vigil)
+    );
+    assert!(eventually(Duration::from_secs(5), || gauge(
+        &vigil,
+        "vigil_monitored_pods{k8s_namespace_name=\"shop\"}"
+    ) == 5.0));
+}

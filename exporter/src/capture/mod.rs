@@ -20,8 +20,11 @@
 //! process age). So is what a process the kernel captured at its `listen` does before discovery has
 //! evaluated it: published if it matches, dropped (`not_selected`) if not.
 //!
-//! **Series lifecycle.** A series not updated for `metrics.ttl` is removed, and so are all the series
-//! of a service once no process of it has been captured for [`SERVICE_GONE_GRACE`].
+//! **Labels.** `service_name`, `service_namespace` and the `k8s_*` labels of the process's pod
+//! ([`labels`]); requests of a process whose pod the watcher does not know yet are held until it does.
+//!
+//! **Series lifecycle.** A series not updated for `metrics.ttl` is removed, and so is a series whose
+//! last updating process has been gone for [`PROCESS_GONE_GRACE`] (another replica updating it keeps it).
 //!
 //! Metrics: `http_server_request_duration_seconds`, `http_client_request_duration_seconds` (histograms;
 //! labels `http_request_method`, `http_response_status_code`, `http_route` (server), `service_name`,
@@ -29,10 +32,12 @@
 //! `vigil_http_unpaired_responses_total{side}`, `vigil_http_dropped_requests_total{reason}`.
 
 pub mod http1;
+pub mod labels;
 pub mod route;
 
 use std::{
     collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -42,9 +47,11 @@ use vigil_common::{IoEvent, IoEventKind};
 use crate::{
     config::MetricsConfig,
     discovery::{Discovery, Publication},
+    kubernetes::pods::PodStore,
     metrics::register,
 };
 use http1::{is_incomplete_head, parse_request, parse_status};
+use labels::ServiceLabels;
 use route::RouteLimiter;
 
 /// Duration buckets (seconds), as Beyla and the OpenTelemetry HTTP conventions use.
@@ -55,8 +62,8 @@ pub const DURATION_BUCKETS: [f64; 15] = [
 const MAX_PENDING_PER_CONNECTION: usize = 64;
 /// Requests of one provisional process held for publication; later ones are dropped and counted.
 const MAX_HELD_PER_PROCESS: usize = 100_000;
-/// How long the series of a service outlive its last captured process (a restart keeps them).
-pub const SERVICE_GONE_GRACE: Duration = Duration::from_secs(30);
+/// How long a series outlives the last process that updated it, unless another one does.
+pub const PROCESS_GONE_GRACE: Duration = Duration::from_secs(30);
 
 /// The metric families of this stage.
 #[derive(Clone)]
@@ -91,22 +98,23 @@ impl CaptureMetrics {
                 "http_server_request_duration_seconds",
                 "Duration of HTTP server requests: from reading the request line to writing the response head.",
                 &[
-                    "http_request_method",
-                    "http_response_status_code",
-                    "http_route",
-                    "service_name",
-                    "service_namespace",
-                ],
+                    &[
+                        "http_request_method",
+                        "http_response_status_code",
+                        "http_route",
+                    ][..],
+                    &labels::NAMES[..],
+                ]
+                .concat(),
             ),
             client_duration: histogram(
                 "http_client_request_duration_seconds",
                 "Duration of HTTP client requests: from writing the request line to reading the response head.",
                 &[
-                    "http_request_method",
-                    "http_response_status_code",
-                    "service_name",
-                    "service_namespace",
-                ],
+                    &["http_request_method", "http_response_status_code"][..],
+                    &labels::NAMES[..],
+                ]
+                .concat(),
             ),
             route_overflow: counter(
                 "vigil_route_overflow_total",
@@ -181,13 +189,16 @@ struct Observation {
     seconds: f64,
 }
 
-/// One series of a histogram family, kept to remove it later: its family, service and label values.
+/// One series of a histogram family, kept to remove it later: its family, label values, and the
+/// process that last updated it.
 #[derive(Debug)]
 struct Series {
     side: Side,
-    service: String,
     labels: Vec<String>,
     last_update: Instant,
+    last_tgid: u32,
+    /// Since when `last_tgid` has not been captured.
+    gone_since: Option<Instant>,
 }
 
 /// The capture state: connections in flight, requests held for provisional processes, and when each
@@ -200,58 +211,52 @@ pub struct Capture {
     route_patterns: Vec<String>,
     /// By a hash of side and label values, so that updating a known series allocates nothing.
     series: HashMap<u64, Series>,
-    /// Services with series but no captured process, since when.
-    services_gone: HashMap<String, Instant>,
     ttl: Duration,
+    /// The pod watcher's store, when vigil watches Kubernetes.
+    pods: Option<Arc<Mutex<PodStore>>>,
+    /// Identity labels by tgid, resolved once and dropped on every `expire`.
+    labels: HashMap<u32, Arc<ServiceLabels>>,
     metrics: CaptureMetrics,
 }
 
 impl Capture {
-    pub fn new(config: &MetricsConfig, metrics: CaptureMetrics) -> Self {
+    pub fn new(
+        config: &MetricsConfig,
+        pods: Option<Arc<Mutex<PodStore>>>,
+        metrics: CaptureMetrics,
+    ) -> Self {
         Capture {
             connections: HashMap::new(),
             held: HashMap::new(),
             routes: RouteLimiter::new(config.max_routes_per_service),
             route_patterns: config.routes.clone(),
             series: HashMap::new(),
-            services_gone: HashMap::new(),
             ttl: config.ttl,
+            pods,
+            labels: HashMap::new(),
             metrics,
         }
     }
 
-    /// Removes the series idle for longer than the TTL, and those of services without a captured
-    /// process for longer than [`SERVICE_GONE_GRACE`].
+    /// Removes the series idle for longer than the TTL, and those whose last updating process has been
+    /// gone for [`PROCESS_GONE_GRACE`]; forgets the resolved labels (pods change).
     pub fn expire(&mut self, discovery: &Discovery, now: Instant) {
-        let live = discovery.captured_services();
-        let mut with_series: Vec<&str> = self
-            .series
-            .values()
-            .map(|series| series.service.as_str())
-            .collect();
-        with_series.sort_unstable();
-        with_series.dedup();
-        let newly_gone: Vec<String> = with_series
-            .into_iter()
-            .filter(|service| !live.contains(service))
-            .map(str::to_owned)
-            .collect();
-        self.services_gone
-            .retain(|service, _| !live.contains(service.as_str()));
-        for service in newly_gone {
-            self.services_gone.entry(service).or_insert(now);
-        }
-        let gone_for_good: Vec<String> = self
-            .services_gone
-            .iter()
-            .filter(|(_, since)| now.saturating_duration_since(**since) >= SERVICE_GONE_GRACE)
-            .map(|(service, _)| service.clone())
-            .collect();
+        self.labels.clear();
         let ttl = self.ttl;
         let (server, client) = (&self.metrics.server_duration, &self.metrics.client_duration);
         self.series.retain(|_, series| {
+            let captured = matches!(
+                discovery.publication(series.last_tgid),
+                Publication::Published | Publication::Provisional
+            );
+            let gone_since = match captured {
+                true => None,
+                false => Some(*series.gone_since.get_or_insert(now)),
+            };
+            series.gone_since = gone_since;
             let keep = now.saturating_duration_since(series.last_update) < ttl
-                && !gone_for_good.contains(&series.service);
+                && gone_since
+                    .is_none_or(|since| now.saturating_duration_since(since) < PROCESS_GONE_GRACE);
             if !keep {
                 let values: Vec<&str> = series.labels.iter().map(String::as_str).collect();
                 let family = match series.side {
@@ -262,9 +267,21 @@ impl Capture {
             }
             keep
         });
-        for service in gone_for_good {
-            self.services_gone.remove(&service);
+    }
+
+    /// The identity labels of `tgid`; `None` while its pod is not known yet (or it is gone).
+    fn labels_of(&mut self, tgid: u32, discovery: &Discovery) -> Option<Arc<ServiceLabels>> {
+        if let Some(labels) = self.labels.get(&tgid) {
+            return Some(labels.clone());
         }
+        let (service_name, container) = discovery.service_of(tgid)?;
+        let labels = Arc::new(labels::resolve(
+            service_name,
+            container,
+            self.pods.as_ref(),
+        )?);
+        self.labels.insert(tgid, labels.clone());
+        Some(labels)
     }
 
     /// Applies I/O records, in order.
@@ -367,9 +384,13 @@ impl Capture {
         for tgid in tgids {
             match discovery.publication(tgid) {
                 Publication::Provisional => {}
-                Publication::Published { service_name } => {
+                Publication::Published => {
+                    // Still pending its pod's metadata: keep holding.
+                    let Some(labels) = self.labels_of(tgid, discovery) else {
+                        continue;
+                    };
                     for observation in self.held.remove(&tgid).unwrap_or_default() {
-                        self.record(service_name, observation);
+                        self.record(&labels, tgid, observation);
                     }
                 }
                 gone_or_unselected => {
@@ -384,7 +405,7 @@ impl Capture {
         self.connections.retain(|(tgid, _), _| {
             matches!(
                 discovery.publication(*tgid),
-                Publication::Published { .. } | Publication::Provisional
+                Publication::Published | Publication::Provisional
             )
         });
     }
@@ -440,10 +461,14 @@ impl Capture {
             seconds: now_ns.saturating_sub(pending.started_ns) as f64 / 1e9,
         };
         match discovery.publication(key.0) {
-            Publication::Published { service_name } => self.record(service_name, observation),
-            // Provisional, or not in discovery's table yet: the kernel captured it at its `listen`, and
-            // the events that will tell discovery about it come later in this batch. `settle` decides.
-            Publication::Provisional | Publication::NotCaptured => {
+            Publication::Published if self.labels_of(key.0, discovery).is_some() => {
+                let labels = self.labels_of(key.0, discovery).expect("just resolved");
+                self.record(&labels, key.0, observation);
+            }
+            // Provisional, pending its pod's metadata, or not in discovery's table yet (the kernel
+            // captured it at its `listen`, and the events that tell discovery about it come later in
+            // this batch): held; `settle` decides.
+            Publication::Published | Publication::Provisional | Publication::NotCaptured => {
                 let held = self.held.entry(key.0).or_default();
                 if held.len() < MAX_HELD_PER_PROCESS {
                     held.push(observation);
@@ -460,11 +485,11 @@ impl Capture {
         }
     }
 
-    fn record(&mut self, service_name: &str, observation: Observation) {
+    fn record(&mut self, labels: &ServiceLabels, tgid: u32, observation: Observation) {
         let status = observation.status.to_string();
-        let service_namespace = "";
+        let service_name = labels.service_name();
         let route;
-        let (family, labels): (_, &[&str]) = match observation.side {
+        let (family, values): (_, Vec<&str>) = match observation.side {
             Side::Server => {
                 let admitted;
                 (route, admitted) = self.routes.admit(
@@ -479,35 +504,40 @@ impl Capture {
                 }
                 (
                     &self.metrics.server_duration,
-                    &[
-                        observation.method,
-                        &status,
-                        &route,
-                        service_name,
-                        service_namespace,
-                    ],
+                    [observation.method, &status, route.as_str()]
+                        .into_iter()
+                        .chain(labels.values())
+                        .collect(),
                 )
             }
             Side::Client => (
                 &self.metrics.client_duration,
-                &[observation.method, &status, service_name, service_namespace],
+                [observation.method, &status]
+                    .into_iter()
+                    .chain(labels.values())
+                    .collect(),
             ),
         };
         family
-            .with_label_values(labels)
+            .with_label_values(&values)
             .observe(observation.seconds);
 
         let mut hasher = std::hash::DefaultHasher::new();
-        std::hash::Hash::hash(&(observation.side, labels), &mut hasher);
+        std::hash::Hash::hash(&(observation.side, &values), &mut hasher);
         let now = Instant::now();
         self.series
             .entry(std::hash::Hasher::finish(&hasher))
-            .and_modify(|series| series.last_update = now)
+            .and_modify(|series| {
+                series.last_update = now;
+                series.last_tgid = tgid;
+                series.gone_since = None;
+            })
             .or_insert_with(|| Series {
                 side: observation.side,
-                service: service_name.to_owned(),
-                labels: labels.iter().map(|label| label.to_string()).collect(),
+                labels: values.iter().map(|value| value.to_string()).collect(),
                 last_update: now,
+                last_tgid: tgid,
+                gone_since: None,
             });
     }
 }

@@ -112,9 +112,9 @@ impl ProcessState {
 
 /// Whether what is captured from a process may become series, and as which service.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Publication<'a> {
-    /// Instrumented: publish, as `service_name` (the executable's file name).
-    Published { service_name: &'a str },
+pub enum Publication {
+    /// Instrumented: publish.
+    Published,
     /// Captured, but younger than the minimum process age: hold until it is published or gone.
     Provisional,
     /// Known and not captured (no selector matches, or excluded): what the kernel captured of it
@@ -508,22 +508,22 @@ impl Discovery {
         self.table.get(self.own_pid)?.container.pod_uid.as_deref()
     }
 
-    /// The `service_name` of every captured process.
-    pub fn captured_services(&self) -> std::collections::HashSet<&str> {
-        self.decisions
-            .values()
-            .filter(|decision| decision.state.is_captured())
-            .map(|decision| decision.service_name.as_str())
-            .collect()
+    /// The default `service_name` (its executable's name) and the cgroup placement of a captured
+    /// process.
+    pub fn service_of(&self, tgid: u32) -> Option<(&str, &ContainerRef)> {
+        let decision = self.decisions.get(&tgid)?;
+        let info = self
+            .table
+            .get(tgid)
+            .filter(|info| info.identity == decision.identity)?;
+        Some((decision.service_name.as_str(), &info.container))
     }
 
     /// Whether what was captured from `tgid` may be published now.
-    pub fn publication(&self, tgid: u32) -> Publication<'_> {
+    pub fn publication(&self, tgid: u32) -> Publication {
         match self.decisions.get(&tgid) {
             Some(decision) if decision.state == ProcessState::Instrumented => {
-                Publication::Published {
-                    service_name: &decision.service_name,
-                }
+                Publication::Published
             }
             Some(decision) if decision.state == ProcessState::Provisional => {
                 Publication::Provisional

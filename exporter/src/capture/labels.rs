@@ -1,0 +1,199 @@
+//! The identity labels of a process's series: `service_name`, `service_namespace` and the `k8s_*`
+//! labels of its pod, joined by the pod UID and container id of its cgroup.
+//!
+//! A process in a pod the watcher does not know yet is *pending metadata*: its requests are held, not
+//! published without their pod labels, until the pod arrives. Without Kubernetes (or for a host
+//! process) the k8s labels are empty and `service_name` is the executable's name.
+
+use std::sync::{Arc, Mutex};
+
+use crate::{
+    discovery::ContainerRef,
+    kubernetes::pods::{PodMeta, PodStore},
+};
+
+/// The identity label names, in the order of [`ServiceLabels::values`].
+pub const NAMES: [&str; 12] = [
+    "service_name",
+    "service_namespace",
+    "k8s_namespace_name",
+    "k8s_pod_name",
+    "k8s_pod_uid",
+    "k8s_container_name",
+    "k8s_node_name",
+    "k8s_deployment_name",
+    "k8s_replicaset_name",
+    "k8s_statefulset_name",
+    "k8s_daemonset_name",
+    "k8s_owner_name",
+];
+
+/// Identity label values of one process.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceLabels {
+    values: [String; NAMES.len()],
+}
+
+impl ServiceLabels {
+    /// A process outside Kubernetes: `service_name` only.
+    pub fn host(service_name: &str) -> ServiceLabels {
+        let mut labels = ServiceLabels::default();
+        labels.values[0] = service_name.to_owned();
+        labels
+    }
+
+    /// A process of `pod`, in its container `container_id`. `service_name` is the owner's name (the
+    /// Deployment, StatefulSet, …), else the pod's; `service_namespace` the namespace.
+    pub fn of_pod(pod: &PodMeta, container_id: Option<&str>) -> ServiceLabels {
+        let container = pod
+            .containers
+            .iter()
+            .find(|container| {
+                container.container_id.as_deref() == container_id && container_id.is_some()
+            })
+            .map(|container| container.name.clone())
+            .unwrap_or_default();
+        let owned = |kind: &str| {
+            pod.owner
+                .as_ref()
+                .filter(|(owner_kind, _)| owner_kind == kind)
+                .map(|(_, name)| name.clone())
+                .unwrap_or_default()
+        };
+        let owner_name = pod.owner.as_ref().map(|(_, name)| name.clone());
+        ServiceLabels {
+            values: [
+                owner_name.clone().unwrap_or_else(|| pod.name.clone()),
+                pod.namespace.clone(),
+                pod.namespace.clone(),
+                pod.name.clone(),
+                pod.uid.clone(),
+                container,
+                pod.node_name.clone(),
+                owned("Deployment"),
+                pod.replica_set
+                    .clone()
+                    .unwrap_or_else(|| owned("ReplicaSet")),
+                owned("StatefulSet"),
+                owned("DaemonSet"),
+                owner_name.unwrap_or_default(),
+            ],
+        }
+    }
+
+    /// The values, in the order of [`NAMES`].
+    pub fn values(&self) -> impl Iterator<Item = &str> {
+        self.values.iter().map(String::as_str)
+    }
+
+    pub fn service_name(&self) -> &str {
+        &self.values[0]
+    }
+}
+
+/// Resolves the labels of a process from its cgroup and the pod watcher's store, if there is one.
+pub fn resolve(
+    service_name: &str,
+    container: &ContainerRef,
+    pods: Option<&Arc<Mutex<PodStore>>>,
+) -> Option<ServiceLabels> {
+    let (Some(pods), Some(pod_uid)) = (pods, container.pod_uid.as_deref()) else {
+        return Some(ServiceLabels::host(service_name));
+    };
+    let pods = pods.lock().expect("pod store lock");
+    pods.get(pod_uid)
+        .map(|pod| ServiceLabels::of_pod(pod, container.container_id.as_deref()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kubernetes::pods::ContainerMeta;
+
+    fn pod(owner: Option<(&str, &str)>) -> PodMeta {
+        PodMeta {
+            uid: "u1".into(),
+            namespace: "shop".into(),
+            name: "web-5d8f7c9b4-x2x9z".into(),
+            node_name: "node-a".into(),
+            phase: "Running".into(),
+            labels: Default::default(),
+            annotations: Default::default(),
+            owner: owner.map(|(kind, name)| (kind.into(), name.into())),
+            replica_set: owner
+                .filter(|(kind, _)| *kind == "Deployment")
+                .map(|_| "web-5d8f7c9b4".into()),
+            containers: vec![ContainerMeta {
+                name: "app".into(),
+                container_id: Some("c".repeat(64)),
+            }],
+            ready_since: None,
+        }
+    }
+
+    fn labels(labels: &ServiceLabels) -> Vec<(&str, &str)> {
+        NAMES.iter().copied().zip(labels.values()).collect()
+    }
+
+    #[test]
+    fn a_deployment_pod_is_its_deployment() {
+        let container_id = "c".repeat(64);
+        let labels = ServiceLabels::of_pod(&pod(Some(("Deployment", "web"))), Some(&container_id));
+        assert_eq!(
+            super::tests::labels(&labels),
+            [
+                ("service_name", "web"),
+                ("service_namespace", "shop"),
+                ("k8s_namespace_name", "shop"),
+                ("k8s_pod_name", "web-5d8f7c9b4-x2x9z"),
+                ("k8s_pod_uid", "u1"),
+                ("k8s_container_name", "app"),
+                ("k8s_node_name", "node-a"),
+                ("k8s_deployment_name", "web"),
+                ("k8s_replicaset_name", "web-5d8f7c9b4"),
+                ("k8s_statefulset_name", ""),
+                ("k8s_daemonset_name", ""),
+                ("k8s_owner_name", "web"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bare_pod_is_itself_and_an_unknown_container_has_no_name() {
+        let labels = ServiceLabels::of_pod(&pod(None), Some("d"));
+        assert_eq!(labels.service_name(), "web-5d8f7c9b4-x2x9z");
+        assert!(super::tests::labels(&labels).contains(&("k8s_container_name", "")));
+    }
+
+    #[test]
+    fn a_pod_not_known_yet_is_pending_and_a_host_process_is_not() {
+        let store = Arc::new(Mutex::new(PodStore::default()));
+        let in_pod = ContainerRef {
+            container_id: Some("c".repeat(64)),
+            pod_uid: Some("u1".into()),
+        };
+        assert_eq!(
+            resolve("node", &in_pod, Some(&store)),
+            None,
+            "pending metadata"
+        );
+        store
+            .lock()
+            .unwrap()
+            .apply(pod(Some(("StatefulSet", "db"))));
+        assert_eq!(
+            resolve("node", &in_pod, Some(&store))
+                .unwrap()
+                .service_name(),
+            "db"
+        );
+        assert_eq!(
+            resolve("node", &ContainerRef::default(), Some(&store)),
+            Some(ServiceLabels::host("node"))
+        );
+        assert_eq!(
+            resolve("node", &in_pod, None),
+            Some(ServiceLabels::host("node"))
+        );
+    }
+}
