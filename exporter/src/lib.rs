@@ -64,15 +64,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         &kernel_metrics,
     )?;
     readiness.set_probes_attached();
-    let discovery = Discovery::new(
-        &config.paths.procfs,
-        &config.discovery,
-        Box::new(tracked),
-        discovery_metrics,
-    );
-    let discovery = Arc::new(Mutex::new(discovery));
-    let _ = discovery_slot.set(discovery.clone());
-
     let pod_watch = match kubernetes::connect(&config.k8s)
         .await
         .context("connecting to the Kubernetes API")?
@@ -89,6 +80,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             None
         }
     };
+
+    let discovery = Discovery::new(
+        &config.paths.procfs,
+        &config.discovery,
+        Box::new(tracked),
+        discovery_metrics,
+    );
+    let discovery = match &pod_watch {
+        Some(watch) => discovery.with_pods(watch.store.clone(), &config.k8s.excluded_namespaces),
+        None => discovery,
+    };
+    let discovery = Arc::new(Mutex::new(discovery));
+    let _ = discovery_slot.set(discovery.clone());
 
     let lock = || discovery.lock().expect("discovery lock poisoned");
     let seeded = lock()

@@ -337,3 +337,105 @@ fn red_series_carry_their_pod_labels_through_a_scale_out() {
         "vigil_monitored_pods{k8s_namespace_name=\"shop\"}"
     ) == 5.0));
 }
+
+/// The discovery state of the process listening on `port`.
+fn state_on(vigil: &Vigil, port: u16) -> Option<String> {
+    vigil
+        .listener_on(port)
+        .and_then(|process| process["state"].as_str().map(str::to_owned))
+}
+
+#[test]
+fn kubernetes_selectors_namespaces_and_annotations_decide_with_the_pod() {
+    if !require_root("kubernetes_selectors_namespaces_and_annotations_decide_with_the_pod") {
+        return;
+    }
+    let server = FakeApiServer::start();
+    let kubeconfig = server.kubeconfig();
+    let config = format!(
+        "discovery:\n  instrument: [{{k8s_deployment_name: web, open_ports: '1-65535'}}]\n  \
+         exclude_instrument: [{{k8s_pod_labels: {{tier: debug}}}}]\n  heartbeat_interval: 200ms\n\
+         k8s:\n  node_name: {NODE}\n"
+    );
+    let vigil = Vigil::spawn(&config, &["--kubeconfig", kubeconfig.to_str().unwrap()]);
+    vigil.wait_ready(Duration::from_secs(20));
+    let start = || {
+        let port = free_port();
+        let mut simulated = Pod::start("node", &["server.js"], |command| {
+            command
+                .current_dir(workspace().join("integration/workloads/npm-server"))
+                .env("PORT", port.to_string());
+        });
+        assert_eq!(simulated.read_line(), format!("listening {port}"));
+        (simulated, port)
+    };
+    let settles_to = |port: u16, want: &str| {
+        let settled = eventually(Duration::from_secs(5), || {
+            state_on(&vigil, port).as_deref() == Some(want)
+        });
+        assert!(settled, "port {port}: {:?}", vigil.listener_on(port));
+    };
+
+    // The process runs before its pod is known: it waits, captured, and is decided when the pod comes.
+    let (web, web_port) = start();
+    settles_to(web_port, "pending_metadata");
+    server.apply(pod(
+        "shop",
+        "web-0",
+        &web.uid,
+        NODE,
+        &web.container_id,
+        LONG_AGO,
+    ));
+    settles_to(web_port, "instrumented");
+
+    // Another Deployment's pod: no selector matches it.
+    let (other, other_port) = start();
+    let mut other_pod = pod(
+        "shop",
+        "api-0",
+        &other.uid,
+        NODE,
+        &other.container_id,
+        LONG_AGO,
+    );
+    other_pod["metadata"]["ownerReferences"][0]["name"] = Value::from("api-6c9d8b7f5");
+    other_pod["metadata"]["labels"]["pod-template-hash"] = Value::from("6c9d8b7f5");
+    server.apply(other_pod.clone());
+    settles_to(other_port, "candidate");
+    // Opted in by annotation: instrumented although no selector matches.
+    other_pod["metadata"]["annotations"] = serde_json::json!({"vigil.io/instrument": "true"});
+    server.apply(other_pod);
+    settles_to(other_port, "instrumented");
+
+    // A web pod labelled for exclusion, and a web pod in an excluded namespace.
+    let (debug, debug_port) = start();
+    let mut debug_pod = pod(
+        "shop",
+        "web-debug",
+        &debug.uid,
+        NODE,
+        &debug.container_id,
+        LONG_AGO,
+    );
+    debug_pod["metadata"]["labels"]["tier"] = Value::from("debug");
+    server.apply(debug_pod);
+    settles_to(debug_port, "excluded");
+    let (system, system_port) = start();
+    server.apply(pod(
+        "kube-system",
+        "web-sys",
+        &system.uid,
+        NODE,
+        &system.container_id,
+        LONG_AGO,
+    ));
+    settles_to(system_port, "excluded");
+    assert!(
+        vigil.listener_on(system_port).unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("k8s.excluded_namespaces")
+    );
+    let _keep = (web, other, debug, system);
+}

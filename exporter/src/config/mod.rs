@@ -215,9 +215,9 @@ pub struct Selector {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<bool>,
     /// Kubernetes criteria: globs on the pod's namespace, name, deployment, owner and container, and maps
-    /// of globs on its labels and annotations. They need pod metadata from the Kubernetes watcher, which
-    /// this build does not have yet, so a selector using one is refused rather than silently matching
-    /// nothing.
+    /// of globs on its labels and annotations (every key given must be present and match). A process
+    /// outside any pod never matches them; one whose pod the watcher has not delivered yet waits in
+    /// state `pending_metadata`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub k8s_namespace: Option<globset::Glob>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -232,24 +232,6 @@ pub struct Selector {
     pub k8s_pod_labels: Option<BTreeMap<String, globset::Glob>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub k8s_pod_annotations: Option<BTreeMap<String, globset::Glob>>,
-}
-
-impl Selector {
-    /// The Kubernetes criteria given, by key.
-    fn kubernetes_criteria(&self) -> Vec<&'static str> {
-        [
-            ("k8s_namespace", self.k8s_namespace.is_some()),
-            ("k8s_pod_name", self.k8s_pod_name.is_some()),
-            ("k8s_deployment_name", self.k8s_deployment_name.is_some()),
-            ("k8s_owner_name", self.k8s_owner_name.is_some()),
-            ("k8s_container_name", self.k8s_container_name.is_some()),
-            ("k8s_pod_labels", self.k8s_pod_labels.is_some()),
-            ("k8s_pod_annotations", self.k8s_pod_annotations.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(key, given)| given.then_some(key))
-        .collect()
-    }
 }
 
 impl Config {
@@ -338,23 +320,6 @@ impl Config {
                     humantime::format_duration(bounds.max)
                 ),
             ));
-        }
-        for (list, selectors) in [
-            ("instrument", &self.discovery.instrument),
-            ("exclude_instrument", &self.discovery.exclude_instrument),
-        ] {
-            for (index, selector) in selectors.iter().enumerate() {
-                if let Some(criterion) = selector.kubernetes_criteria().first() {
-                    let key = format!("discovery.{list}");
-                    return Err(origins.invalid(
-                        &key,
-                        format!(
-                            "{key}[{index}].{criterion}: Kubernetes selectors need pod metadata from the \
-                             Kubernetes watcher, which this build does not have yet"
-                        ),
-                    ));
-                }
-            }
         }
         if self.metrics.ttl < Duration::from_secs(1) {
             let key = "metrics.ttl";

@@ -168,15 +168,21 @@ fn min_process_age_bounds_must_be_ordered() {
 }
 
 #[test]
-fn kubernetes_selectors_are_refused_until_the_watcher_exists() {
-    let error =
-        error_of("discovery:\n  exclude_instrument:\n    - k8s_pod_labels: {app: 'db-*'}\n");
+fn kubernetes_selectors_are_globs_and_maps_of_globs() {
+    let config = load_yaml(
+        "discovery:\n  exclude_instrument:\n    - k8s_pod_labels: {app: 'db-*'}\n      k8s_namespace: shop\n",
+        &[],
+    )
+    .unwrap();
+    let selector = &config.discovery.exclude_instrument[0];
     assert!(
-        error.contains(
-            "discovery.exclude_instrument[0].k8s_pod_labels: Kubernetes selectors need pod metadata"
-        ),
-        "{error}"
+        selector
+            .k8s_pod_labels
+            .as_ref()
+            .unwrap()
+            .contains_key("app")
     );
+    assert!(selector.k8s_namespace.is_some());
     let error = error_of("discovery:\n  instrument:\n    - k8s_namespace: '[unclosed'\n");
     assert!(
         error.contains("unclosed character class"),
@@ -191,6 +197,17 @@ fn route_patterns_must_be_paths() {
     let error = error_of("metrics:\n  routes: ['users/{id}']\n");
     assert!(
         error.contains("metrics.routes: \"users/{id}\" does not start with /"),
+        "{error}"
+    );
+}
+
+#[test]
+fn metrics_limits_are_checked() {
+    let error = error_of("metrics:\n  ttl: 10ms\n");
+    assert!(error.contains("metrics.ttl must be at least 1s"), "{error}");
+    let error = error_of("metrics:\n  max_routes_per_service: 0\n");
+    assert!(
+        error.contains("metrics.max_routes_per_service must be at least 1"),
         "{error}"
     );
 }

@@ -41,6 +41,7 @@ mod table;
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     path::Path,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -57,10 +58,14 @@ use vigil_common::{
 use age::AgeThreshold;
 pub use cgroup::ContainerRef;
 pub use process::{ProcReader, ProcessIdentity, ProcessInfo, ReadError};
-use selector::CompiledSelector;
+use selector::{CompiledSelector, Match};
 pub use table::{Corrections, ProcessTable, Upsert};
 
-use crate::{config::DiscoveryConfig, metrics::register};
+use crate::{
+    config::DiscoveryConfig,
+    kubernetes::{monitoring::INSTRUMENT_ANNOTATION, pods::PodStore},
+    metrics::register,
+};
 
 /// First retry delay after a failed step; doubled per attempt up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(20);
@@ -82,14 +87,16 @@ pub trait ProcessFilter: Send {
 #[serde(rename_all = "snake_case")]
 pub enum ProcessState {
     Candidate,
+    PendingMetadata,
     Provisional,
     Instrumented,
     Excluded,
 }
 
 impl ProcessState {
-    const ALL: [ProcessState; 4] = [
+    const ALL: [ProcessState; 5] = [
         ProcessState::Candidate,
+        ProcessState::PendingMetadata,
         ProcessState::Provisional,
         ProcessState::Instrumented,
         ProcessState::Excluded,
@@ -98,6 +105,7 @@ impl ProcessState {
     fn label(self) -> &'static str {
         match self {
             ProcessState::Candidate => "candidate",
+            ProcessState::PendingMetadata => "pending_metadata",
             ProcessState::Provisional => "provisional",
             ProcessState::Instrumented => "instrumented",
             ProcessState::Excluded => "excluded",
@@ -106,7 +114,10 @@ impl ProcessState {
 
     /// Whether the process's tgid is in the in-kernel filter (it is being captured).
     fn is_captured(self) -> bool {
-        matches!(self, ProcessState::Provisional | ProcessState::Instrumented)
+        matches!(
+            self,
+            ProcessState::PendingMetadata | ProcessState::Provisional | ProcessState::Instrumented
+        )
     }
 }
 
@@ -275,6 +286,9 @@ struct Decision {
     service_name: String,
     /// Its filter entry could not be written (retried).
     attach_failed: bool,
+    /// It runs in a pod the watcher had not delivered when this was decided (re-evaluated on the
+    /// heartbeat until it has: namespace and annotation rules apply then).
+    decided_without_pod: bool,
 }
 
 /// The processes of one pod, by what discovery made of them.
@@ -282,6 +296,7 @@ struct Decision {
 pub struct PodProcesses {
     pub instrumented: usize,
     pub provisional: usize,
+    pub pending_metadata: usize,
     pub attach_failed: usize,
     /// Candidates and excluded processes.
     pub not_selected: usize,
@@ -318,6 +333,13 @@ pub struct Discovery {
     filter: Box<dyn ProcessFilter>,
     metrics: DiscoveryMetrics,
     min_age: AgeThreshold,
+    /// The pod watcher's store, when vigil watches Kubernetes (for the `k8s_*` selectors and the
+    /// namespace and annotation rules).
+    pods: Option<Arc<Mutex<PodStore>>>,
+    /// `k8s.excluded_namespaces`: their pods' processes are never instrumented.
+    excluded_namespaces: Vec<String>,
+    /// The pod store's generation when processes in pods were last re-evaluated.
+    pods_seen: u64,
     /// Listening sockets (inode → port) by network namespace inode, read once and kept until a process
     /// listens or a reconcile starts.
     listeners: BTreeMap<u64, BTreeMap<u64, u16>>,
@@ -359,9 +381,24 @@ impl Discovery {
             filter,
             min_age,
             listeners: BTreeMap::new(),
+            pods: None,
+            excluded_namespaces: Vec::new(),
+            pods_seen: 0,
             metrics,
             ticks_per_second: procfs::ticks_per_second(),
         }
+    }
+
+    /// Decides with the pods of the watcher's `store`: the `k8s_*` selectors, `excluded_namespaces` and
+    /// the `vigil.io/instrument` annotation.
+    pub fn with_pods(
+        mut self,
+        store: Arc<Mutex<PodStore>>,
+        excluded_namespaces: &[String],
+    ) -> Self {
+        self.pods = Some(store);
+        self.excluded_namespaces = excluded_namespaces.to_vec();
+        self
     }
 
     /// Makes the table match /proc, counts the corrections, and re-evaluates every process that is not
@@ -496,6 +533,9 @@ impl Discovery {
                 Some(decision) if decision.state == ProcessState::Provisional => {
                     processes.provisional += 1
                 }
+                Some(decision) if decision.state == ProcessState::PendingMetadata => {
+                    processes.pending_metadata += 1
+                }
                 Some(decision) if decision.attach_failed => processes.attach_failed += 1,
                 _ => processes.not_selected += 1,
             }
@@ -525,7 +565,12 @@ impl Discovery {
             Some(decision) if decision.state == ProcessState::Instrumented => {
                 Publication::Published
             }
-            Some(decision) if decision.state == ProcessState::Provisional => {
+            Some(decision)
+                if matches!(
+                    decision.state,
+                    ProcessState::Provisional | ProcessState::PendingMetadata
+                ) =>
+            {
                 Publication::Provisional
             }
             Some(_) => Publication::NotSelected,
@@ -559,9 +604,41 @@ impl Discovery {
         }
     }
 
+    /// Re-evaluates the processes in pods when the pods changed: a pod's labels, annotations or
+    /// namespace decide with the `k8s_*` selectors (captured processes are re-evaluated on the
+    /// heartbeat while they were decided without their pod).
+    fn reevaluate_if_pods_changed(&mut self, now: Instant) {
+        let Some(generation) = self
+            .pods
+            .as_ref()
+            .map(|pods| pods.lock().expect("pod store lock").generation())
+        else {
+            return;
+        };
+        if generation == self.pods_seen {
+            return;
+        }
+        self.pods_seen = generation;
+        let in_pods: Vec<u32> = self
+            .table
+            .iter()
+            .filter(|info| info.container.pod_uid.is_some())
+            .filter(|info| {
+                self.decisions
+                    .get(&info.identity.pid)
+                    .is_none_or(|decision| !decision.state.is_captured())
+            })
+            .map(|info| info.identity.pid)
+            .collect();
+        for pid in in_pods {
+            self.try_step(pid, PendingStep::Evaluate, None, 0, now);
+        }
+    }
+
     /// Confirms every captured process is alive (same start time, not a zombie) and still in the
     /// filter; drops the dead and repairs missing entries.
     pub fn heartbeat(&mut self, now: Instant) {
+        self.reevaluate_if_pods_changed(now);
         let captured: Vec<ProcessIdentity> = self
             .decisions
             .values()
@@ -608,6 +685,10 @@ impl Discovery {
             }
             if let Some(decision) = self.decisions.get_mut(&identity.pid) {
                 decision.last_heartbeat = Some(now);
+                if decision.state == ProcessState::PendingMetadata || decision.decided_without_pod {
+                    // Its pod may have arrived since.
+                    self.try_step(identity.pid, PendingStep::Evaluate, None, 0, now);
+                }
             }
         }
         self.update_gauges();
@@ -687,39 +768,17 @@ impl Discovery {
             },
             false => BTreeSet::new(),
         };
-        // What the selectors say: `Instrumented` for a match (captured provisionally at first).
-        let (verdict, reason) = if pid == self.own_pid {
-            (ProcessState::Excluded, "vigil itself".to_owned())
-        } else if self
-            .exclude
-            .iter()
-            .any(|selector| selector.matches(&info, &ports))
-        {
-            (
-                ProcessState::Excluded,
-                "matches discovery.exclude_instrument".to_owned(),
-            )
-        } else if let Some(index) = self
-            .instrument
-            .iter()
-            .position(|selector| selector.matches(&info, &ports))
-        {
-            (
-                ProcessState::Instrumented,
-                format!("matches discovery.instrument[{index}]"),
-            )
-        } else {
-            (
-                ProcessState::Candidate,
-                "matches no discovery.instrument selector (yet)".to_owned(),
-            )
-        };
+        let (verdict, reason) = self.verdict(&info, &ports);
 
         let previous = self
             .decisions
             .remove(&pid)
             .filter(|old| old.identity == info.identity);
         let was_captured = previous.as_ref().is_some_and(|old| old.state.is_captured());
+        let captures = matches!(
+            verdict,
+            ProcessState::Instrumented | ProcessState::PendingMetadata
+        );
         let mut decision = Decision {
             identity: info.identity,
             state: verdict,
@@ -730,11 +789,21 @@ impl Discovery {
             exited_boot_ns: previous.as_ref().and_then(|old| old.exited_boot_ns),
             service_name: service_name(&info),
             attach_failed: false,
+            decided_without_pod: self.pods.as_ref().is_some_and(|pods| {
+                info.container
+                    .pod_uid
+                    .as_deref()
+                    .is_some_and(|uid| pods.lock().expect("pod store lock").get(uid).is_none())
+            }),
         };
-        match (verdict == ProcessState::Instrumented, was_captured) {
+        match (captures, was_captured) {
             (true, true) => {
                 let previous = previous.expect("was captured");
-                decision.state = previous.state;
+                decision.state = match (verdict, previous.state) {
+                    (ProcessState::PendingMetadata, _) => ProcessState::PendingMetadata,
+                    (_, ProcessState::Instrumented) => ProcessState::Instrumented,
+                    _ => ProcessState::Provisional,
+                };
                 decision.captured_boot_ns = previous.captured_boot_ns;
             }
             (true, false) => {
@@ -755,8 +824,12 @@ impl Discovery {
                     self.metrics.latency.observe(elapsed_ns as f64 / 1e9);
                 }
                 // Capture starts now whatever its age; publication waits for the minimum age (a process
-                // found already old, as on a restart, is published at once).
-                decision.state = ProcessState::Provisional;
+                // found already old, as on a restart, is published at once) and for its pod's metadata
+                // when a selector needs it.
+                decision.state = match verdict {
+                    ProcessState::PendingMetadata => ProcessState::PendingMetadata,
+                    _ => ProcessState::Provisional,
+                };
                 decision.captured_boot_ns = Some(captured_ns);
                 tracing::info!(pid, exe = ?info.exe, cmdline = %info.cmdline, "instrumented");
             }
@@ -791,6 +864,93 @@ impl Discovery {
             .iter()
             .filter_map(|inode| listening.get(inode).copied())
             .collect())
+    }
+
+    /// What the selectors (and the process's pod) say of a process: `Instrumented` for a match (then
+    /// captured provisionally at first), `PendingMetadata` when a `k8s_*` selector needs its pod and the
+    /// watcher has not delivered it yet, `Excluded` or `Candidate`; with the reason.
+    fn verdict(&self, info: &ProcessInfo, ports: &BTreeSet<u16>) -> (ProcessState, String) {
+        if info.identity.pid == self.own_pid {
+            return (ProcessState::Excluded, "vigil itself".to_owned());
+        }
+        let pods = self
+            .pods
+            .as_ref()
+            .map(|pods| pods.lock().expect("pod store lock"));
+        let pod = pods
+            .as_ref()
+            .zip(info.container.pod_uid.as_deref())
+            .and_then(|(pods, uid)| pods.get(uid));
+        if let Some(pod) = pod {
+            if self.excluded_namespaces.contains(&pod.namespace) {
+                return (
+                    ProcessState::Excluded,
+                    format!("namespace {} is in k8s.excluded_namespaces", pod.namespace),
+                );
+            }
+            if pod
+                .annotations
+                .get(INSTRUMENT_ANNOTATION)
+                .map(String::as_str)
+                == Some("false")
+            {
+                return (
+                    ProcessState::Excluded,
+                    format!("pod annotated {INSTRUMENT_ANNOTATION}: \"false\""),
+                );
+            }
+        }
+        let excluded = self
+            .exclude
+            .iter()
+            .map(|selector| selector.matches_in(info, ports, pod))
+            .collect::<Vec<_>>();
+        if excluded.contains(&Match::Yes) {
+            return (
+                ProcessState::Excluded,
+                "matches discovery.exclude_instrument".to_owned(),
+            );
+        }
+        if excluded.contains(&Match::NeedsPod) {
+            return (
+                ProcessState::PendingMetadata,
+                "an exclusion needs its pod, not known yet".to_owned(),
+            );
+        }
+        let mut needs_pod = false;
+        for (index, selector) in self.instrument.iter().enumerate() {
+            match selector.matches_in(info, ports, pod) {
+                Match::Yes => {
+                    return (
+                        ProcessState::Instrumented,
+                        format!("matches discovery.instrument[{index}]"),
+                    );
+                }
+                Match::NeedsPod => needs_pod = true,
+                Match::No => {}
+            }
+        }
+        if pod.is_some_and(|pod| {
+            pod.annotations
+                .get(INSTRUMENT_ANNOTATION)
+                .map(String::as_str)
+                == Some("true")
+        }) {
+            return (
+                ProcessState::Instrumented,
+                format!("pod annotated {INSTRUMENT_ANNOTATION}: \"true\""),
+            );
+        }
+        match needs_pod {
+            true => (
+                ProcessState::PendingMetadata,
+                "a discovery.instrument selector needs its pod, not known yet".to_owned(),
+            ),
+            false => (
+                ProcessState::Candidate,
+                "matches no discovery.instrument selector (yet)".to_owned(),
+            ),
+        }
     }
 
     /// Drops a process /proc says is gone: its table entry, its decision and its filter entry. Its

@@ -7,6 +7,8 @@
 //! reason that applies:
 //!
 //! - `process_too_young`: a process of it is captured but younger than the minimum process age.
+//! - `metadata_pending`: a process of it waits for a `k8s_*` selector to be decided (re-evaluated on the
+//!   next heartbeat now that the pod is known).
 //! - `attach_failed`: its filter entry could not be written (retried; see
 //!   `vigil_instrumentation_errors_total`).
 //! - `no_matching_process`: it has processes, none matches `discovery.instrument` (or all are excluded).
@@ -173,6 +175,7 @@ fn status(processes: Option<&PodProcesses>) -> &'static str {
         None => "no_process_found",
         Some(processes) if processes.instrumented > 0 => "monitored",
         Some(processes) if processes.provisional > 0 => "process_too_young",
+        Some(processes) if processes.pending_metadata > 0 => "metadata_pending",
         Some(processes) if processes.attach_failed > 0 => "attach_failed",
         Some(_) => "no_matching_process",
     }
@@ -261,6 +264,7 @@ mod tests {
         let processes = |instrumented, provisional, attach_failed, not_selected| PodProcesses {
             instrumented,
             provisional,
+            pending_metadata: 0,
             attach_failed,
             not_selected,
         };

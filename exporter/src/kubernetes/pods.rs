@@ -130,20 +130,33 @@ fn cron_job_of_job(job: &str) -> Option<String> {
 #[derive(Debug, Default)]
 pub struct PodStore {
     pods: HashMap<String, PodMeta>,
+    /// Bumped on every change, so that readers can tell whether to look again.
+    generation: u64,
 }
 
 impl PodStore {
     pub fn apply(&mut self, pod: PodMeta) {
-        self.pods.insert(pod.uid.clone(), pod);
+        if self.pods.get(&pod.uid) != Some(&pod) {
+            self.pods.insert(pod.uid.clone(), pod);
+            self.generation += 1;
+        }
     }
 
     pub fn delete(&mut self, uid: &str) {
-        self.pods.remove(uid);
+        if self.pods.remove(uid).is_some() {
+            self.generation += 1;
+        }
     }
 
     /// Replaces everything (after a full list).
     pub fn replace(&mut self, pods: Vec<PodMeta>) {
         self.pods = pods.into_iter().map(|pod| (pod.uid.clone(), pod)).collect();
+        self.generation += 1;
+    }
+
+    /// Changes so far.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn get(&self, uid: &str) -> Option<&PodMeta> {
