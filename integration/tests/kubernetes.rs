@@ -277,13 +277,25 @@ fn requests_by_pod(vigil: &Vigil) -> std::collections::BTreeMap<String, u64> {
     counts
 }
 
+/// Now, in RFC 3339, as the API server writes condition times.
+fn now_rfc3339() -> String {
+    let output = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
 #[test]
 fn red_series_carry_their_pod_labels_through_a_scale_out() {
     if !require_root("red_series_carry_their_pod_labels_through_a_scale_out") {
         return;
     }
+    const REPLICAS: usize = 10;
     let server = FakeApiServer::start();
-    let vigil = vigil_with(&server, "");
+    // Pods are ready when announced; they are expected 3 s later (the seed incident: new replicas of
+    // a Deployment that should be monitored within their grace).
+    let vigil = vigil_with(&server, "  unmonitored_grace: 3s\n");
     let announce = |name: &str, replica: &Pod| {
         server.apply(pod(
             "shop",
@@ -291,24 +303,50 @@ fn red_series_carry_their_pod_labels_through_a_scale_out() {
             &replica.uid,
             NODE,
             &replica.container_id,
-            LONG_AGO,
+            &now_rfc3339(),
         ));
     };
-    let mut replicas = Vec::new();
-    for n in 0..2 {
-        let (replica, port) = http_replica();
-        announce(&format!("web-{n}"), &replica);
-        replicas.push((format!("web-{n}"), replica, port));
-    }
-    // Scale out to five; the last replica serves before its pod event reaches vigil: its requests
-    // wait for the pod's labels instead of becoming unlabelled series.
-    for n in 2..5 {
-        let (replica, port) = http_replica();
-        if n < 4 {
+    let unmonitored_seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let replicas: Vec<(String, Pod, u16)> = std::thread::scope(|scope| {
+        // Throughout the scale-out, no pod may be left unmonitored past its grace.
+        let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let watcher = {
+            let (watching, unmonitored_seen, vigil) =
+                (watching.clone(), unmonitored_seen.clone(), &vigil);
+            scope.spawn(move || {
+                while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (_, body) = vigil.get("/metrics");
+                    let unmonitored = body
+                        .lines()
+                        .filter(|line| line.starts_with("vigil_unmonitored_pods{"))
+                        .any(|line| !line.ends_with(" 0"));
+                    if unmonitored {
+                        unmonitored_seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        let mut replicas = Vec::new();
+        for n in 0..2 {
+            let (replica, port) = http_replica();
             announce(&format!("web-{n}"), &replica);
+            replicas.push((format!("web-{n}"), replica, port));
         }
-        replicas.push((format!("web-{n}"), replica, port));
-    }
+        // Scale out to ten under load; the last replica serves before its pod event reaches vigil:
+        // its requests wait for the pod's labels instead of becoming unlabelled series.
+        for n in 2..REPLICAS {
+            let (replica, port) = http_replica();
+            if n < REPLICAS - 1 {
+                announce(&format!("web-{n}"), &replica);
+            }
+            replicas.push((format!("web-{n}"), replica, port));
+        }
+        std::thread::sleep(Duration::from_secs(4));
+        watching.store(false, std::sync::atomic::Ordering::Relaxed);
+        watcher.join().unwrap();
+        replicas
+    });
     let mut want = std::collections::BTreeMap::new();
     for (name, _, port) in &replicas {
         // Captured from its listen on: no need to wait before sending.
@@ -320,7 +358,7 @@ fn red_series_carry_their_pod_labels_through_a_scale_out() {
         );
         want.insert(name.clone(), tally.values().sum::<u64>());
     }
-    let (late_name, late, _) = &replicas[4];
+    let (late_name, late, _) = &replicas[REPLICAS - 1];
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         !requests_by_pod(&vigil).contains_key(late_name.as_str()),
@@ -332,10 +370,18 @@ fn red_series_carry_their_pod_labels_through_a_scale_out() {
         "series {:?}\nclients {want:?}",
         requests_by_pod(&vigil)
     );
-    assert!(eventually(Duration::from_secs(5), || gauge(
-        &vigil,
-        "vigil_monitored_pods{k8s_namespace_name=\"shop\"}"
-    ) == 5.0));
+    let monitored = "vigil_monitored_pods{k8s_namespace_name=\"shop\"}";
+    assert!(
+        eventually(Duration::from_secs(8), || gauge(&vigil, monitored)
+            == REPLICAS as f64),
+        "monitored {}; pods {:?}",
+        gauge(&vigil, monitored),
+        pods(&vigil)
+    );
+    assert!(
+        !unmonitored_seen.load(std::sync::atomic::Ordering::Relaxed),
+        "a replica was reported unmonitored during the scale-out"
+    );
 }
 
 /// The discovery state of the process listening on `port`.
