@@ -382,6 +382,25 @@ fn red_series_carry_their_pod_labels_through_a_scale_out() {
         !unmonitored_seen.load(std::sync::atomic::Ordering::Relaxed),
         "a replica was reported unmonitored during the scale-out"
     );
+
+    // A pod deleted while its process lingers: its requests keep their pod's labels, nothing is held.
+    let (first_name, first, first_port) = &replicas[0];
+    server.delete(&first.uid);
+    assert!(eventually(Duration::from_secs(5), || !pods(&vigil)
+        .iter()
+        .any(|pod| pod["name"] == first_name.as_str())));
+    std::thread::sleep(Duration::from_millis(500)); // a heartbeat: resolved labels are dropped
+    vigil_integration::http_client::keep_alive_load(*first_port, 1, 100, &["/users/1".to_owned()]);
+    *want.get_mut(first_name).unwrap() += 100;
+    assert!(
+        eventually(Duration::from_secs(5), || requests_by_pod(&vigil) == want),
+        "series {:?}\nclients {want:?}",
+        requests_by_pod(&vigil)
+    );
+    assert_eq!(
+        vigil.metric("vigil_http_dropped_requests_total{reason=\"hold_full\"}"),
+        0.0
+    );
 }
 
 /// The discovery state of the process listening on `port`.

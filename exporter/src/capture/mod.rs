@@ -214,8 +214,11 @@ pub struct Capture {
     ttl: Duration,
     /// The pod watcher's store, when vigil watches Kubernetes.
     pods: Option<Arc<Mutex<PodStore>>>,
-    /// Identity labels by tgid, resolved once and dropped on every `expire`.
+    /// Identity labels by tgid, resolved once and dropped on every `expire` (pods change).
     labels: HashMap<u32, Arc<ServiceLabels>>,
+    /// The last labels each captured process had: a process whose pod was deleted while it lingers
+    /// keeps its pod's labels rather than waiting for a pod that will not come back.
+    last_labels: HashMap<u32, Arc<ServiceLabels>>,
     metrics: CaptureMetrics,
 }
 
@@ -234,6 +237,7 @@ impl Capture {
             ttl: config.ttl,
             pods,
             labels: HashMap::new(),
+            last_labels: HashMap::new(),
             metrics,
         }
     }
@@ -242,6 +246,12 @@ impl Capture {
     /// gone for [`PROCESS_GONE_GRACE`]; forgets the resolved labels (pods change).
     pub fn expire(&mut self, discovery: &Discovery, now: Instant) {
         self.labels.clear();
+        self.last_labels.retain(|tgid, _| {
+            matches!(
+                discovery.publication(*tgid),
+                Publication::Published | Publication::Provisional
+            )
+        });
         let ttl = self.ttl;
         let (server, client) = (&self.metrics.server_duration, &self.metrics.client_duration);
         self.series.retain(|_, series| {
@@ -275,12 +285,12 @@ impl Capture {
             return Some(labels.clone());
         }
         let (service_name, container) = discovery.service_of(tgid)?;
-        let labels = Arc::new(labels::resolve(
-            service_name,
-            container,
-            self.pods.as_ref(),
-        )?);
+        let Some(labels) = labels::resolve(service_name, container, self.pods.as_ref()) else {
+            return self.last_labels.get(&tgid).cloned();
+        };
+        let labels = Arc::new(labels);
         self.labels.insert(tgid, labels.clone());
+        self.last_labels.insert(tgid, labels.clone());
         Some(labels)
     }
 
