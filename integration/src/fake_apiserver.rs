@@ -24,6 +24,8 @@ struct State {
     watches: Vec<TcpStream>,
     expire_next_watch: bool,
     requests: Vec<String>,
+    /// Other objects, by path (`/apis/apps/v1/namespaces/shop/replicasets/web-1`), answered to a GET.
+    objects: BTreeMap<String, Value>,
 }
 
 /// The server; it stops with the test process.
@@ -103,6 +105,16 @@ impl FakeApiServer {
         self.state.lock().unwrap().expire_next_watch = true;
     }
 
+    /// Serves the metadata of an object at `path` (for owner lookups).
+    pub fn put_object(&self, path: &str, metadata: Value) {
+        let object = json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": metadata});
+        self.state
+            .lock()
+            .unwrap()
+            .objects
+            .insert(path.to_owned(), object);
+    }
+
     /// The request targets received so far.
     pub fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().requests.clone()
@@ -147,9 +159,14 @@ fn serve(stream: TcpStream, state: &Arc<Mutex<State>>) {
         state_now.requests.push(target.clone());
         let mut stream = stream.try_clone().unwrap();
         if !target.starts_with("/api/v1/pods") {
-            let body =
-                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404});
-            respond(&mut stream, "404 Not Found", &body);
+            let path = target.split('?').next().unwrap_or_default();
+            match state_now.objects.get(path) {
+                Some(object) => respond(&mut stream, "200 OK", object),
+                None => {
+                    let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404});
+                    respond(&mut stream, "404 Not Found", &body);
+                }
+            }
             continue;
         }
         if !target.contains("watch=true") {

@@ -504,3 +504,42 @@ fn kubernetes_selectors_namespaces_and_annotations_decide_with_the_pod() {
     );
     let _keep = (web, other, debug, system);
 }
+
+#[test]
+fn owners_resolve_through_the_api_and_fall_back_to_the_naming_rule() {
+    if !require_root("owners_resolve_through_the_api_and_fall_back_to_the_naming_rule") {
+        return;
+    }
+    let server = FakeApiServer::start();
+    // A ReplicaSet whose name does not follow the Deployment's naming rule: only the API can tell.
+    server.put_object(
+        "/apis/apps/v1/namespaces/shop/replicasets/legacy-frontend",
+        serde_json::json!({"name": "legacy-frontend", "namespace": "shop", "ownerReferences": [
+            {"apiVersion": "apps/v1", "kind": "Deployment", "name": "storefront", "uid": "d1", "controller": true}
+        ]}),
+    );
+    let mut by_api = api_pod("storefront-0", "uid-api");
+    by_api["metadata"]["ownerReferences"][0]["name"] = Value::from("legacy-frontend");
+    server.apply(by_api);
+    // The API does not know this ReplicaSet (404): the naming rule stands.
+    server.apply(api_pod("web-0", "uid-rule"));
+    let vigil = vigil_with(&server, "");
+    let owner = |name: &str| {
+        pods(&vigil)
+            .into_iter()
+            .find(|pod| pod["name"] == name)
+            .map(|pod| pod["owner"].clone())
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || owner("storefront-0")
+            == Some(Value::from("Deployment/storefront"))
+            && owner("web-0") == Some(Value::from("Deployment/web"))),
+        "owners: {:?}",
+        pods(&vigil)
+    );
+    assert!(
+        server.requests().iter().any(|target| target
+            .starts_with("/apis/apps/v1/namespaces/shop/replicasets/legacy-frontend")),
+        "looked up through the API"
+    );
+}

@@ -1,6 +1,7 @@
 //! Kubernetes: the pods of this node, from a node-scoped watch of the API server (`kube` watcher with
 //! `spec.nodeName=<node>`, backoff on errors, a relist after `410 Gone`), stripped to what vigil needs
-//! ([`pods`]), and which of them are monitored ([`monitoring`]).
+//! ([`pods`]), with owners resolved through the API (a ReplicaSet's Deployment, a Job's CronJob; the
+//! controllers' naming rule where the API refuses), and which of them are monitored ([`monitoring`]).
 //!
 //! Without a kubeconfig and outside a pod (no service account), vigil runs node-only and says so once.
 //!
@@ -17,7 +18,10 @@ use std::{
 };
 
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::{
+    api::{apps::v1::ReplicaSet, batch::v1::Job, core::v1::Pod},
+    apimachinery::pkg::apis::meta::v1::OwnerReference,
+};
 use kube::{
     Api, Client,
     runtime::{WatchStreamExt as _, watcher},
@@ -140,6 +144,98 @@ pub fn node_name(config: &KubernetesConfig) -> String {
     })
 }
 
+/// Resolves pod owners through the API (a ReplicaSet's Deployment, a Job's CronJob), remembering each
+/// answer; where the API refuses or does not know the owner, the controllers' naming rule stands.
+struct OwnerResolver {
+    client: Client,
+    /// (namespace, kind, name) → the owner's own controller, if it has one.
+    known: std::collections::HashMap<(String, String, String), Option<(String, String)>>,
+}
+
+impl OwnerResolver {
+    fn new(client: Client) -> Self {
+        OwnerResolver {
+            client,
+            known: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The pod stripped to a [`PodMeta`], with its owner resolved.
+    async fn resolve(&mut self, pod: &Pod) -> Option<PodMeta> {
+        let mut meta = PodMeta::from_pod(pod)?;
+        let controller = pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|owner| owner.controller == Some(true))?;
+        if !matches!(controller.kind.as_str(), "ReplicaSet" | "Job") {
+            return Some(meta);
+        }
+        let key = (
+            meta.namespace.clone(),
+            controller.kind.clone(),
+            controller.name.clone(),
+        );
+        let resolved = match self.known.get(&key) {
+            Some(resolved) => resolved.clone(),
+            None => match self
+                .fetch(&meta.namespace, &controller.kind, &controller.name)
+                .await
+            {
+                Ok(owners) => {
+                    let resolved = owners
+                        .iter()
+                        .find(|owner| owner.controller == Some(true))
+                        .map(|owner| (owner.kind.clone(), owner.name.clone()));
+                    self.known.insert(key, resolved.clone());
+                    resolved
+                }
+                Err(error) => {
+                    tracing::debug!(%error, kind = %controller.kind, name = %controller.name, "owner not resolved through the API; using the naming rule");
+                    return Some(meta);
+                }
+            },
+        };
+        match resolved {
+            Some(owner) => {
+                if controller.kind == "ReplicaSet" {
+                    meta.replica_set = Some(controller.name.clone());
+                }
+                meta.owner = Some(owner);
+            }
+            None => {
+                meta.owner = Some((controller.kind.clone(), controller.name.clone()));
+                meta.replica_set = None;
+            }
+        }
+        Some(meta)
+    }
+
+    async fn fetch(
+        &self,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<Vec<OwnerReference>, kube::Error> {
+        let metadata = match kind {
+            "ReplicaSet" => {
+                Api::<ReplicaSet>::namespaced(self.client.clone(), namespace)
+                    .get_metadata(name)
+                    .await?
+                    .metadata
+            }
+            _ => {
+                Api::<Job>::namespaced(self.client.clone(), namespace)
+                    .get_metadata(name)
+                    .await?
+                    .metadata
+            }
+        };
+        Ok(metadata.owner_references.unwrap_or_default())
+    }
+}
+
 /// Starts watching the pods of `node_name`; the returned handle sees the store the task keeps current.
 pub fn watch_pods(client: Client, node_name: String, metrics: KubeMetrics) -> PodWatch {
     let watch = PodWatch {
@@ -150,6 +246,7 @@ pub fn watch_pods(client: Client, node_name: String, metrics: KubeMetrics) -> Po
     };
     let task = watch.clone();
     tokio::spawn(async move {
+        let mut owners = OwnerResolver::new(client.clone());
         let api: Api<Pod> = Api::all(client);
         let selector = format!("spec.nodeName={node_name}");
         let stream = watcher(api, watcher::Config::default().fields(&selector)).default_backoff();
@@ -166,16 +263,22 @@ pub fn watch_pods(client: Client, node_name: String, metrics: KubeMetrics) -> Po
                     continue;
                 }
             };
+            let meta = match &event {
+                watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) => {
+                    owners.resolve(pod).await
+                }
+                _ => None,
+            };
             let mut store = task.store.lock().expect("pod store lock");
             match event {
                 watcher::Event::Init => listed.clear(),
-                watcher::Event::InitApply(pod) => listed.extend(PodMeta::from_pod(&pod)),
+                watcher::Event::InitApply(_) => listed.extend(meta),
                 watcher::Event::InitDone => {
                     store.replace(std::mem::take(&mut listed));
                     tracing::info!(pods = store.len(), node = %node_name, "pods of this node listed");
                 }
-                watcher::Event::Apply(pod) => {
-                    if let Some(meta) = PodMeta::from_pod(&pod) {
+                watcher::Event::Apply(_) => {
+                    if let Some(meta) = meta {
                         store.apply(meta);
                     }
                 }

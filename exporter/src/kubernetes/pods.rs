@@ -1,5 +1,6 @@
 //! The pods of this node as vigil needs them: the fields of a `Pod` that matter here and nothing else,
-//! with the owner resolved (ReplicaSet → Deployment, Job → CronJob by the controllers' naming rules).
+//! with the owner resolved by the controllers' naming rules (ReplicaSet → Deployment, Job → CronJob);
+//! the watcher replaces that with the API's answer when it can get one.
 
 use std::{
     collections::{BTreeMap, HashMap},
