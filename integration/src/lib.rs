@@ -9,7 +9,7 @@ mod pod;
 pub use pod::Pod;
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
@@ -308,6 +308,26 @@ pub fn sample_value(exposition: &str, sample: &str) -> Option<f64> {
                 .parse()
                 .ok()
         })
+}
+
+/// The samples of `name` (a metric name as printed, e.g. `http_server_request_duration_seconds_count`)
+/// in a text exposition: each with its labels by name and its value.
+pub fn samples(exposition: &str, name: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+    let prefix = format!("{name}{{");
+    exposition
+        .lines()
+        .filter_map(|line| {
+            let (labels, value) = line.strip_prefix(&prefix)?.rsplit_once("} ")?;
+            let labels = labels
+                .split("\",")
+                .filter_map(|pair| {
+                    let (label, value) = pair.split_once("=\"")?;
+                    Some((label.to_owned(), value.trim_end_matches('"').to_owned()))
+                })
+                .collect();
+            Some((labels, value.parse().ok()?))
+        })
+        .collect()
 }
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held.

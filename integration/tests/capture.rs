@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, process::Stdio, time::Duration};
 
 use vigil_integration::{
-    Pod, Vigil, eventually, free_port, http_client, require_root, tracked_tgids, workspace,
+    Pod, Vigil, eventually, free_port, http_client, require_root, samples, tracked_tgids, workspace,
 };
 
 /// Counts of one histogram family in `/metrics`, by (label, label) values, for one service.
@@ -16,25 +16,15 @@ fn counts(
     second_label: &str,
 ) -> BTreeMap<(String, String), u64> {
     let (_, body) = vigil.get("/metrics");
-    let prefix = format!("{family}_count{{");
     let mut counts = BTreeMap::new();
-    for line in body.lines() {
-        let Some(rest) = line.strip_prefix(&prefix) else {
-            continue;
-        };
-        let (labels, value) = rest.rsplit_once("} ").expect("a sample");
-        let label = |name: &str| {
-            labels
-                .split("\",")
-                .find_map(|pair| pair.strip_prefix(&format!("{name}=\"")))
-                .map(|value| value.trim_end_matches('"').to_owned())
-                .unwrap_or_default()
-        };
+    for (labels, value) in samples(&body, &format!("{family}_count")) {
+        let label = |name: &str| labels.get(name).cloned().unwrap_or_default();
         if label("service_name") != service {
             continue;
         }
-        let key = (label(first_label), label(second_label));
-        *counts.entry(key).or_default() += value.parse::<u64>().expect("a count");
+        *counts
+            .entry((label(first_label), label(second_label)))
+            .or_default() += value as u64;
     }
     counts
 }

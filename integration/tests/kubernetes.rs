@@ -7,7 +7,7 @@ use serde_json::Value;
 use vigil_integration::{
     Pod, Vigil, eventually,
     fake_apiserver::{FakeApiServer, pod},
-    free_port, require_root, workspace,
+    free_port, require_root, samples, workspace,
 };
 
 const NODE: &str = "node-a";
@@ -246,18 +246,8 @@ fn http_replica() -> (Pod, u16) {
 fn requests_by_pod(vigil: &Vigil) -> std::collections::BTreeMap<String, u64> {
     let (_, body) = vigil.get("/metrics");
     let mut counts = std::collections::BTreeMap::new();
-    for line in body.lines() {
-        let Some(rest) = line.strip_prefix("http_server_request_duration_seconds_count{") else {
-            continue;
-        };
-        let (labels, value) = rest.rsplit_once("} ").unwrap();
-        let label = |name: &str| {
-            labels
-                .split("\",")
-                .find_map(|pair| pair.strip_prefix(&format!("{name}=\"")))
-                .map(|value| value.trim_end_matches('"').to_owned())
-                .unwrap_or_default()
-        };
+    for (labels, value) in samples(&body, "http_server_request_duration_seconds_count") {
+        let label = |name: &str| labels.get(name).cloned().unwrap_or_default();
         let identity = [
             ("service_name", "web"),
             ("service_namespace", "shop"),
@@ -270,9 +260,9 @@ fn requests_by_pod(vigil: &Vigil) -> std::collections::BTreeMap<String, u64> {
         ];
         assert!(
             identity.iter().all(|(name, want)| label(name) == *want),
-            "series without its pod's identity: {line}"
+            "series without its pod's identity: {labels:?}"
         );
-        *counts.entry(label("k8s_pod_name")).or_default() += value.parse::<u64>().unwrap();
+        *counts.entry(label("k8s_pod_name")).or_default() += value as u64;
     }
     counts
 }
