@@ -64,8 +64,9 @@ fn the_pod_watch_follows_events_and_recovers_from_drops_and_gone() {
         server
             .requests()
             .iter()
+            .filter(|target| target.starts_with("/api/v1/pods"))
             .all(|target| target.contains("fieldSelector=spec.nodeName%3Dnode-a")),
-        "node-scoped: {:?}",
+        "pods are watched node-scoped: {:?}",
         server.requests()
     );
 
