@@ -514,6 +514,13 @@ fn owners_resolve_through_the_api_and_fall_back_to_the_naming_rule() {
     server.apply(by_api);
     // The API does not know this ReplicaSet (404): the naming rule stands.
     server.apply(api_pod("web-0", "uid-rule"));
+    // A bare pod: no owner to look up, and it is still listed.
+    let mut bare = api_pod("debug-shell", "uid-bare");
+    bare["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ownerReferences");
+    server.apply(bare);
     let vigil = vigil_with(&server, "");
     let owner = |name: &str| {
         pods(&vigil)
@@ -524,7 +531,8 @@ fn owners_resolve_through_the_api_and_fall_back_to_the_naming_rule() {
     assert!(
         eventually(Duration::from_secs(10), || owner("storefront-0")
             == Some(Value::from("Deployment/storefront"))
-            && owner("web-0") == Some(Value::from("Deployment/web"))),
+            && owner("web-0") == Some(Value::from("Deployment/web"))
+            && owner("debug-shell") == Some(Value::Null)),
         "owners: {:?}",
         pods(&vigil)
     );

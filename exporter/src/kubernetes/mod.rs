@@ -168,10 +168,13 @@ impl OwnerResolver {
             .owner_references
             .iter()
             .flatten()
-            .find(|owner| owner.controller == Some(true))?;
-        if !matches!(controller.kind.as_str(), "ReplicaSet" | "Job") {
+            .find(|owner| owner.controller == Some(true));
+        let Some(controller) =
+            controller.filter(|owner| matches!(owner.kind.as_str(), "ReplicaSet" | "Job"))
+        else {
+            // A bare pod, or one whose owner needs no lookup.
             return Some(meta);
-        }
+        };
         let key = (
             meta.namespace.clone(),
             controller.kind.clone(),
