@@ -298,7 +298,12 @@ fn red_series_carry_their_pod_labels_through_a_scale_out() {
         ));
     };
     let unmonitored_seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let replicas: Vec<(String, Pod, u16)> = std::thread::scope(|scope| {
+    /// Replicas (pod name, simulated pod, port) and the requests each served, by pod name.
+    type ScaledOut = (
+        Vec<(String, Pod, u16)>,
+        std::collections::BTreeMap<String, u64>,
+    );
+    let (replicas, mut want): ScaledOut = std::thread::scope(|scope| {
         // Throughout the scale-out, no pod may be left unmonitored past its grace.
         let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let watcher = {
@@ -318,37 +323,32 @@ fn red_series_carry_their_pod_labels_through_a_scale_out() {
                 }
             })
         };
+        // Each replica serves as soon as it listens (captured from its listen on), while the next ones
+        // start: the Deployment scales out from 2 to 10 under load. The last replica serves before its
+        // pod event reaches vigil: its requests wait for the pod's labels instead of becoming
+        // unlabelled series.
         let mut replicas = Vec::new();
-        for n in 0..2 {
+        let mut want = std::collections::BTreeMap::new();
+        for n in 0..REPLICAS {
             let (replica, port) = http_replica();
-            announce(&format!("web-{n}"), &replica);
-            replicas.push((format!("web-{n}"), replica, port));
-        }
-        // Scale out to ten under load; the last replica serves before its pod event reaches vigil:
-        // its requests wait for the pod's labels instead of becoming unlabelled series.
-        for n in 2..REPLICAS {
-            let (replica, port) = http_replica();
+            let name = format!("web-{n}");
             if n < REPLICAS - 1 {
-                announce(&format!("web-{n}"), &replica);
+                announce(&name, &replica);
             }
-            replicas.push((format!("web-{n}"), replica, port));
+            let tally = vigil_integration::http_client::keep_alive_load(
+                port,
+                2,
+                250,
+                &["/users/1".to_owned()],
+            );
+            want.insert(name.clone(), tally.values().sum::<u64>());
+            replicas.push((name, replica, port));
         }
         std::thread::sleep(Duration::from_secs(4));
         watching.store(false, std::sync::atomic::Ordering::Relaxed);
         watcher.join().unwrap();
-        replicas
+        (replicas, want)
     });
-    let mut want = std::collections::BTreeMap::new();
-    for (name, _, port) in &replicas {
-        // Captured from its listen on: no need to wait before sending.
-        let tally = vigil_integration::http_client::keep_alive_load(
-            *port,
-            2,
-            250,
-            &["/users/1".to_owned()],
-        );
-        want.insert(name.clone(), tally.values().sum::<u64>());
-    }
     let (late_name, late, _) = &replicas[REPLICAS - 1];
     std::thread::sleep(Duration::from_millis(500));
     assert!(

@@ -1,8 +1,9 @@
 //! The identity labels of a process's series: `service_name`, `service_namespace` and the `k8s_*`
 //! labels of its pod, joined by the pod UID and container id of its cgroup.
 //!
-//! A process in a pod the watcher does not know yet is *pending metadata*: its requests are held, not
-//! published without their pod labels, until the pod arrives. Without Kubernetes (or for a host
+//! A process in a pod the watcher does not know yet, or whose container the pod's statuses do not list
+//! yet, is *pending metadata*: its requests are held, not published without their pod labels, until
+//! the join holds. Without Kubernetes (or for a host
 //! process) the k8s labels are empty and `service_name` is the executable's name.
 
 use std::sync::{Arc, Mutex};
@@ -101,8 +102,12 @@ pub fn resolve(
         return Some(ServiceLabels::host(service_name));
     };
     let pods = pods.lock().expect("pod store lock");
-    pods.get(pod_uid)
-        .map(|pod| ServiceLabels::of_pod(pod, container.container_id.as_deref()))
+    let pod = pods.get(pod_uid)?;
+    let container_id = container.container_id.as_deref();
+    pod.containers
+        .iter()
+        .any(|known| known.container_id.as_deref() == container_id)
+        .then(|| ServiceLabels::of_pod(pod, container_id))
 }
 
 #[cfg(test)]
@@ -176,6 +181,14 @@ mod tests {
             resolve("node", &in_pod, Some(&store)),
             None,
             "pending metadata"
+        );
+        let mut without_status = pod(Some(("StatefulSet", "db")));
+        without_status.containers[0].container_id = None;
+        store.lock().unwrap().apply(without_status);
+        assert_eq!(
+            resolve("node", &in_pod, Some(&store)),
+            None,
+            "pending until the container status lists it"
         );
         store
             .lock()

@@ -475,22 +475,17 @@ impl Capture {
                 let labels = self.labels_of(key.0, discovery).expect("just resolved");
                 self.record(&labels, key.0, observation);
             }
-            // Provisional, pending its pod's metadata, or not in discovery's table yet (the kernel
-            // captured it at its `listen`, and the events that tell discovery about it come later in
-            // this batch): held; `settle` decides.
-            Publication::Published | Publication::Provisional | Publication::NotCaptured => {
+            // Provisional, pending its pod's metadata, or not decided yet: the kernel captured it at
+            // its `listen`, and the events that tell discovery about that come later in this batch
+            // (it may be a known candidate until then). Held; `settle` decides after discovery has
+            // seen the batch.
+            _ => {
                 let held = self.held.entry(key.0).or_default();
                 if held.len() < MAX_HELD_PER_PROCESS {
                     held.push(observation);
                 } else {
                     self.metrics.dropped.with_label_values(&["hold_full"]).inc();
                 }
-            }
-            Publication::NotSelected => {
-                self.metrics
-                    .dropped
-                    .with_label_values(&["not_selected"])
-                    .inc();
             }
         }
     }

@@ -1095,6 +1095,10 @@ impl Discovery {
     pub fn to_json(&self, now: Instant) -> serde_json::Value {
         let now_ticks =
             (u128::from(boot_time_ns()) * u128::from(self.ticks_per_second) / 1_000_000_000) as u64;
+        let pods = self
+            .pods
+            .as_ref()
+            .map(|pods| pods.lock().expect("pod store lock"));
         let processes: Vec<serde_json::Value> = self
             .table
             .iter()
@@ -1110,6 +1114,9 @@ impl Discovery {
                     "cgroup": info.cgroup,
                     "container_id": info.container.container_id,
                     "pod_uid": info.container.pod_uid,
+                    "pod": pods.as_ref().zip(info.container.pod_uid.as_deref())
+                        .and_then(|(pods, uid)| pods.get(uid))
+                        .map(|pod| format!("{}/{}", pod.namespace, pod.name)),
                     "state": decision.map(|d| d.state),
                     "reason": decision.map(|d| d.reason.as_str()),
                     "listening_ports": decision.map(|d| &d.ports),
