@@ -7,9 +7,8 @@
 //! `101 Switching Protocols`) do not end a request. A head line written in pieces (the peer sent
 //! `GET ` and the rest separately) is put together across transfers. Requests pipelined in one read are
 //! each counted as far as the captured bytes show them (`IO_DATA_MAX`); beyond that, their responses
-//! are counted as unpaired. Connections need no accept or connect event: one
-//! that was open before vigil started, or before the process was instrumented, is adopted at its next
-//! request.
+//! are counted as unpaired. Connections need no accept or connect event: one that was open before
+//! vigil started, or before the process was instrumented, is adopted at its next request.
 //!
 //! **Duration.** Server: from the return of the read that brought the request line to the return of the
 //! write that sent the status line (the response head). Client: from the write of the request line to
@@ -27,8 +26,8 @@
 //! last updating process has been gone for [`PROCESS_GONE_GRACE`] (another replica updating it keeps it).
 //!
 //! Metrics: `http_server_request_duration_seconds`, `http_client_request_duration_seconds` (histograms;
-//! labels `http_request_method`, `http_response_status_code`, `http_route` (server), `service_name`,
-//! `service_namespace`), `vigil_route_overflow_total{service_name}`,
+//! labels `http_request_method`, `http_response_status_code`, `http_route` (server), and the identity
+//! labels of [`labels::NAMES`]), `vigil_route_overflow_total{service_name}`,
 //! `vigil_http_unpaired_responses_total{side}`, `vigil_http_dropped_requests_total{reason}`.
 
 pub mod http1;
