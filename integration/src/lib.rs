@@ -158,11 +158,18 @@ impl Vigil {
             .unwrap_or_else(|| panic!("vigil did not answer {path}; log:\n{}", self.log()))
     }
 
+    /// `/debug/discovery`, parsed.
+    pub fn debug_discovery(&self) -> serde_json::Value {
+        let (_, body) = self.get("/debug/discovery");
+        serde_json::from_str(&body).unwrap()
+    }
+
     /// The process table of `/debug/discovery`.
     pub fn processes(&self) -> Vec<serde_json::Value> {
-        let (_, body) = self.get("/debug/discovery");
-        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-        json["processes"].as_array().unwrap().clone()
+        self.debug_discovery()["processes"]
+            .as_array()
+            .unwrap()
+            .clone()
     }
 
     /// The process `pid`, as discovery shows it.

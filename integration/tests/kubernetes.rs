@@ -27,9 +27,10 @@ fn vigil_with(server: &FakeApiServer, extra: &str) -> Vigil {
 
 /// The pods section of `/debug/discovery`, by name.
 fn pods(vigil: &Vigil) -> Vec<Value> {
-    let (_, body) = vigil.get("/debug/discovery");
-    let json: Value = serde_json::from_str(&body).unwrap();
-    json["pods"].as_array().cloned().unwrap_or_default()
+    vigil.debug_discovery()["pods"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn pod_names(vigil: &Vigil) -> Vec<String> {

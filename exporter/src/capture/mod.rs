@@ -245,19 +245,12 @@ impl Capture {
     /// gone for [`PROCESS_GONE_GRACE`]; forgets the resolved labels (pods change).
     pub fn expire(&mut self, discovery: &Discovery, now: Instant) {
         self.labels.clear();
-        self.last_labels.retain(|tgid, _| {
-            matches!(
-                discovery.publication(*tgid),
-                Publication::Published | Publication::Provisional
-            )
-        });
+        self.last_labels
+            .retain(|tgid, _| discovery.publication(*tgid).is_captured());
         let ttl = self.ttl;
         let (server, client) = (&self.metrics.server_duration, &self.metrics.client_duration);
         self.series.retain(|_, series| {
-            let captured = matches!(
-                discovery.publication(series.last_tgid),
-                Publication::Published | Publication::Provisional
-            );
+            let captured = discovery.publication(series.last_tgid).is_captured();
             let gone_since = match captured {
                 true => None,
                 false => Some(*series.gone_since.get_or_insert(now)),
@@ -411,12 +404,8 @@ impl Capture {
                 }
             }
         }
-        self.connections.retain(|(tgid, _), _| {
-            matches!(
-                discovery.publication(*tgid),
-                Publication::Published | Publication::Provisional
-            )
-        });
+        self.connections
+            .retain(|(tgid, _), _| discovery.publication(*tgid).is_captured());
     }
 
     fn start(&mut self, key: (u32, u32), side: Side, head: http1::RequestHead, now_ns: u64) {
@@ -469,23 +458,20 @@ impl Capture {
             status,
             seconds: now_ns.saturating_sub(pending.started_ns) as f64 / 1e9,
         };
-        match discovery.publication(key.0) {
-            Publication::Published if self.labels_of(key.0, discovery).is_some() => {
-                let labels = self.labels_of(key.0, discovery).expect("just resolved");
-                self.record(&labels, key.0, observation);
-            }
-            // Provisional, pending its pod's metadata, or not decided yet: the kernel captured it at
-            // its `listen`, and the events that tell discovery about that come later in this batch
-            // (it may be a known candidate until then). Held; `settle` decides after discovery has
-            // seen the batch.
-            _ => {
-                let held = self.held.entry(key.0).or_default();
-                if held.len() < MAX_HELD_PER_PROCESS {
-                    held.push(observation);
-                } else {
-                    self.metrics.dropped.with_label_values(&["hold_full"]).inc();
-                }
-            }
+        if discovery.publication(key.0) == Publication::Published
+            && let Some(labels) = self.labels_of(key.0, discovery)
+        {
+            self.record(&labels, key.0, observation);
+            return;
+        }
+        // Provisional, pending its pod's metadata, or not decided yet: the kernel captured it at its
+        // `listen`, and the events that tell discovery about that come later in this batch (it may be
+        // a known candidate until then). Held; `settle` decides after discovery has seen the batch.
+        let held = self.held.entry(key.0).or_default();
+        if held.len() < MAX_HELD_PER_PROCESS {
+            held.push(observation);
+        } else {
+            self.metrics.dropped.with_label_values(&["hold_full"]).inc();
         }
     }
 

@@ -63,7 +63,10 @@ pub use table::{Corrections, ProcessTable, Upsert};
 
 use crate::{
     config::DiscoveryConfig,
-    kubernetes::{monitoring::INSTRUMENT_ANNOTATION, pods::PodStore},
+    kubernetes::{
+        monitoring::INSTRUMENT_ANNOTATION,
+        pods::{PodMeta, PodStore},
+    },
     metrics::register,
 };
 
@@ -133,6 +136,13 @@ pub enum Publication {
     NotSelected,
     /// Not in the table: gone (or never seen).
     NotCaptured,
+}
+
+impl Publication {
+    /// Whether the process is being captured (published or not yet).
+    pub fn is_captured(&self) -> bool {
+        matches!(self, Publication::Published | Publication::Provisional)
+    }
 }
 
 /// The metric families of this stage.
@@ -768,7 +778,18 @@ impl Discovery {
             },
             false => BTreeSet::new(),
         };
-        let (verdict, reason) = self.verdict(&info, &ports);
+        let pods = self
+            .pods
+            .as_ref()
+            .map(|pods| pods.lock().expect("pod store lock"));
+        let pod = pods
+            .as_ref()
+            .zip(info.container.pod_uid.as_deref())
+            .and_then(|(pods, uid)| pods.get(uid));
+        let decided_without_pod =
+            pods.is_some() && info.container.pod_uid.is_some() && pod.is_none();
+        let (verdict, reason) = self.verdict(&info, &ports, pod);
+        drop(pods);
 
         let previous = self
             .decisions
@@ -789,12 +810,7 @@ impl Discovery {
             exited_boot_ns: previous.as_ref().and_then(|old| old.exited_boot_ns),
             service_name: service_name(&info),
             attach_failed: false,
-            decided_without_pod: self.pods.as_ref().is_some_and(|pods| {
-                info.container
-                    .pod_uid
-                    .as_deref()
-                    .is_some_and(|uid| pods.lock().expect("pod store lock").get(uid).is_none())
-            }),
+            decided_without_pod,
         };
         match (captures, was_captured) {
             (true, true) => {
@@ -869,18 +885,15 @@ impl Discovery {
     /// What the selectors (and the process's pod) say of a process: `Instrumented` for a match (then
     /// captured provisionally at first), `PendingMetadata` when a `k8s_*` selector needs its pod and the
     /// watcher has not delivered it yet, `Excluded` or `Candidate`; with the reason.
-    fn verdict(&self, info: &ProcessInfo, ports: &BTreeSet<u16>) -> (ProcessState, String) {
+    fn verdict(
+        &self,
+        info: &ProcessInfo,
+        ports: &BTreeSet<u16>,
+        pod: Option<&PodMeta>,
+    ) -> (ProcessState, String) {
         if info.identity.pid == self.own_pid {
             return (ProcessState::Excluded, "vigil itself".to_owned());
         }
-        let pods = self
-            .pods
-            .as_ref()
-            .map(|pods| pods.lock().expect("pod store lock"));
-        let pod = pods
-            .as_ref()
-            .zip(info.container.pod_uid.as_deref())
-            .and_then(|(pods, uid)| pods.get(uid));
         if let Some(pod) = pod {
             if self.excluded_namespaces.contains(&pod.namespace) {
                 return (

@@ -94,19 +94,7 @@ pub fn read_syscall_layout(tracefs: &Path) -> Result<SyscallLayout, LayoutError>
             .join("format");
         let text = std::fs::read_to_string(&path)
             .map_err(|source| LayoutError::Unreadable { path, source })?;
-        match parse_format(&text).get(field) {
-            Some(location) if location.size == 8 => Ok(location.offset),
-            Some(location) => Err(LayoutError::Field {
-                tracepoint,
-                field,
-                problem: format!("is {} bytes, expected 8", location.size),
-            }),
-            None => Err(LayoutError::Field {
-                tracepoint,
-                field,
-                problem: "is missing".to_owned(),
-            }),
-        }
+        field_offset(&parse_format(&text), tracepoint, field, 8)
     };
     Ok(SyscallLayout {
         first_argument: field("sys_enter_read", "fd")?,
@@ -114,6 +102,28 @@ pub fn read_syscall_layout(tracefs: &Path) -> Result<SyscallLayout, LayoutError>
         regs_fd,
         regs_buffer,
     })
+}
+
+/// The offset of `field` in `tracepoint`'s parsed format, which must be `size` bytes wide.
+fn field_offset(
+    fields: &HashMap<String, FieldLocation>,
+    tracepoint: &'static str,
+    field: &'static str,
+    size: u32,
+) -> Result<u32, LayoutError> {
+    match fields.get(field) {
+        Some(location) if location.size == size => Ok(location.offset),
+        Some(location) => Err(LayoutError::Field {
+            tracepoint,
+            field,
+            problem: format!("is {} bytes, expected {size}", location.size),
+        }),
+        None => Err(LayoutError::Field {
+            tracepoint,
+            field,
+            problem: "is missing".to_owned(),
+        }),
+    }
 }
 
 /// The tracepoints the process programs read, with the fields each needs and their sizes.
@@ -145,19 +155,7 @@ pub fn read_process_layout(
                 continue;
             }
         };
-        let field = |field: &'static str, size: u32| match fields.get(field) {
-            Some(location) if location.size == size => Ok(location.offset),
-            Some(location) => Err(LayoutError::Field {
-                tracepoint: name,
-                field,
-                problem: format!("is {} bytes, expected {size}", location.size),
-            }),
-            None => Err(LayoutError::Field {
-                tracepoint: name,
-                field,
-                problem: "is missing".to_owned(),
-            }),
-        };
+        let field = |field: &'static str, size: u32| field_offset(&fields, name, field, size);
         let result = match name {
             "sched_process_exec" => field("old_pid", 4).map(|old_pid| {
                 layout.exec_old_pid = old_pid;

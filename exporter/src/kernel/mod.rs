@@ -207,28 +207,10 @@ impl KernelProbes {
             attach(&mut ebpf, metrics, program, "syscalls", tracepoints);
         }
 
-        let mut take =
-            |name: &'static str| ebpf.take_map(name).ok_or(KernelError::MissingMap(name));
-        let ring =
-            RingBuf::try_from(take(PROCESS_EVENTS_MAP)?).map_err(|source| KernelError::Map {
-                name: PROCESS_EVENTS_MAP,
-                source,
-            })?;
-        let lost =
-            PerCpuArray::try_from(take(LOST_EVENTS_MAP)?).map_err(|source| KernelError::Map {
-                name: LOST_EVENTS_MAP,
-                source,
-            })?;
-        let io_ring =
-            RingBuf::try_from(take(IO_EVENTS_MAP)?).map_err(|source| KernelError::Map {
-                name: IO_EVENTS_MAP,
-                source,
-            })?;
-        let tracked =
-            BpfHashMap::try_from(take(TRACKED_TGIDS_MAP)?).map_err(|source| KernelError::Map {
-                name: TRACKED_TGIDS_MAP,
-                source,
-            })?;
+        let ring = take_map(&mut ebpf, PROCESS_EVENTS_MAP)?;
+        let lost = take_map(&mut ebpf, LOST_EVENTS_MAP)?;
+        let io_ring = take_map(&mut ebpf, IO_EVENTS_MAP)?;
+        let tracked = take_map(&mut ebpf, TRACKED_TGIDS_MAP)?;
         let events = KernelEvents {
             ring,
             lost,
@@ -276,6 +258,15 @@ impl ProcessFilter for TrackedTgids {
 
 /// Loads and attaches one tracepoint program; on failure, the stage that failed and why (for a load
 /// failure the error carries the verifier log).
+/// Takes the map `name` out of the loaded object as the typed map `M`.
+fn take_map<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, KernelError>
+where
+    M: TryFrom<aya::maps::Map, Error = MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(KernelError::MissingMap(name))?;
+    M::try_from(map).map_err(|source| KernelError::Map { name, source })
+}
+
 /// Loads `program` and attaches it to every one of `tracepoints`, logging and counting what fails; the
 /// program counts as attached only when all its tracepoints are.
 fn attach(

@@ -23,7 +23,6 @@
 use std::time::SystemTime;
 
 use prometheus::{IntGaugeVec, Opts, Registry};
-use serde::Serialize;
 
 use super::pods::{PodMeta, PodStore};
 use crate::{
@@ -36,7 +35,7 @@ use crate::{
 pub const INSTRUMENT_ANNOTATION: &str = "vigil.io/instrument";
 
 /// What vigil makes of one pod.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodReport {
     pub namespace: String,
     pub name: String,

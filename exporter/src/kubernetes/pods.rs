@@ -8,10 +8,9 @@ use std::{
 };
 
 use k8s_openapi::api::core::v1::Pod;
-use serde::Serialize;
 
 /// One container of a pod.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerMeta {
     pub name: String,
     /// 64 hex digits, without the runtime prefix (`containerd://`); `None` until it has started.
@@ -19,7 +18,7 @@ pub struct ContainerMeta {
 }
 
 /// A pod, stripped to what vigil uses.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodMeta {
     pub uid: String,
     pub namespace: String,
@@ -36,7 +35,6 @@ pub struct PodMeta {
     pub replica_set: Option<String>,
     pub containers: Vec<ContainerMeta>,
     /// Since when the pod's `Ready` condition has been true, if it is.
-    #[serde(skip)]
     pub ready_since: Option<SystemTime>,
 }
 
