@@ -2,10 +2,12 @@
 """Benchmark: what capturing HTTP with vigil costs a server, against no instrumentation and against
 in-process instrumentation (prom-client middleware).
 
-One invocation runs the three variants interleaved, ROUNDS times each (so that a machine getting
+One invocation runs the variants interleaved, ROUNDS times each (so that a machine getting
 slower or faster affects them alike), each round a fresh node server under wrk with keep-alive:
 
   plain       the server, no vigil running
+  vigil-idle  the server, vigil running with its probes attached but selecting another port: what the
+              syscall tracepoints cost a process vigil does not capture
   vigil       the same server, captured by a running vigil (release build)
   prom-client the server with a prom-client histogram observing every request, no vigil
 
@@ -32,6 +34,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKLOAD = os.path.join(ROOT, "integration", "workloads", "http-server")
 VIGIL = os.path.join(ROOT, "target", "release", "vigil")
 TICKS = os.sysconf("SC_CLK_TCK")
+# The server runs alone on the first CPU, wrk and vigil on the others: the server's CPU time then
+# measures what instrumentation adds to it, not how it shares a core with the load generator.
+SERVER_CPU = "0"
+OTHER_CPUS = f"1-{max(os.cpu_count() - 1, 1)}"
 
 
 def free_port():
@@ -84,21 +90,26 @@ def start_server(port, prom_client):
     env = dict(os.environ, PORT=str(port))
     if prom_client:
         env["PROM_CLIENT"] = "1"
-    server = subprocess.Popen(["node", "server.js"], cwd=WORKLOAD, env=env, stdout=subprocess.PIPE)
+    server = subprocess.Popen(["taskset", "-c", SERVER_CPU, "node", "server.js"], cwd=WORKLOAD, env=env, stdout=subprocess.PIPE)
     assert server.stdout.readline().decode().strip() == f"listening {port}"
     return server
 
 
-def start_vigil(server_port):
+def start_vigil(server_port, capture):
+    """vigil selecting the server's port (capture) or another one (its probes attached, the server not
+    captured)."""
     admin_port = free_port()
+    selected_port = server_port if capture else free_port()
     config = os.path.join("/tmp", f"vigil-bench-{os.getpid()}.yaml")
     with open(config, "w") as f:
-        f.write(f"discovery:\n  instrument: [{{open_ports: '{server_port}'}}]\n")
+        f.write(f"discovery:\n  instrument: [{{open_ports: '{selected_port}'}}]\n")
     vigil = subprocess.Popen(
-        [VIGIL, "--config", config, f"--web.listen-address=127.0.0.1:{admin_port}", "--log.level=warn"],
+        ["taskset", "-c", OTHER_CPUS, VIGIL, "--config", config, f"--web.listen-address=127.0.0.1:{admin_port}", "--log.level=warn"],
         stdout=subprocess.DEVNULL,
     )
     wait_for(lambda: get(admin_port, "/ready") is not None, 20, "vigil ready")
+    if not capture:
+        return vigil, admin_port
 
     def published():
         table = json.loads(get(admin_port, "/debug/discovery"))
@@ -110,7 +121,7 @@ def start_vigil(server_port):
 
 def run_wrk(port, seconds, connections):
     output = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", f"http://127.0.0.1:{port}/users/1"],
+        ["taskset", "-c", OTHER_CPUS, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", f"http://127.0.0.1:{port}/users/1"],
         check=True, capture_output=True, text=True,
     ).stdout
     return int(re.search(r"(\d+) requests in", output).group(1))
@@ -121,16 +132,17 @@ def one_round(variant, seconds, connections):
     server = start_server(port, prom_client=(variant == "prom-client"))
     vigil = admin_port = None
     try:
-        if variant == "vigil":
-            vigil, admin_port = start_vigil(port)
+        if variant in ("vigil", "vigil-idle"):
+            vigil, admin_port = start_vigil(port, capture=(variant == "vigil"))
         run_wrk(port, 1, connections)  # warm-up: JIT, connection setup
         time.sleep(0.3)  # vigil drains the warm-up's records
-        counted_before = captured_requests(admin_port, "node") if vigil else 0
+        capturing = variant == "vigil"
+        counted_before = captured_requests(admin_port, "node") if capturing else 0
         server_cpu, vigil_cpu = cpu_seconds(server.pid), vigil and cpu_seconds(vigil.pid)
         requests = run_wrk(port, seconds, connections)
         server_cpu = cpu_seconds(server.pid) - server_cpu
         result = {"requests": requests, "server_us": server_cpu * 1e6 / requests}
-        if vigil:
+        if capturing:
             time.sleep(0.3)  # one drain interval and more
             result["vigil_us"] = (cpu_seconds(vigil.pid) - vigil_cpu) * 1e6 / requests
             result["rss_mib"] = rss_mib(vigil.pid)
@@ -157,7 +169,7 @@ def main():
     if not os.path.isdir(os.path.join(WORKLOAD, "node_modules", "prom-client")):
         subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=WORKLOAD, check=True)
 
-    variants = ["plain", "vigil", "prom-client"]
+    variants = ["plain", "vigil-idle", "vigil", "prom-client"]
     results = {variant: [] for variant in variants}
     for round_number in range(1, args.rounds + 1):
         for variant in variants:

@@ -21,8 +21,7 @@ use core::ffi::c_void;
 use aya_ebpf::{
     bindings::BPF_RB_NO_WAKEUP,
     helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
-        bpf_probe_read_user,
+        bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns, bpf_probe_read_user,
         generated::{
             bpf_get_current_task_btf, bpf_probe_read_user as probe_read_user_raw, bpf_task_pt_regs,
         },
@@ -103,16 +102,15 @@ fn fd_and_buffer(layout: &SyscallLayout) -> Option<(u64, u64)> {
     if layout.regs_fd == FIELD_ABSENT || layout.regs_buffer == FIELD_ABSENT {
         return None;
     }
-    // SAFETY: helpers without preconditions; the registers are read through the fault-tolerant
-    // kernel-memory helper at the architecture's offsets.
+    // SAFETY: `bpf_task_pt_regs` returns a BTF-typed pointer to the task's `struct pt_regs`, which the
+    // verifier lets the program load from directly at the (constant, read-only) field offsets.
     unsafe {
-        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as u64;
-        if regs == 0 {
+        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
+        if regs.is_null() {
             return None;
         }
-        let fd = bpf_probe_read_kernel((regs + u64::from(layout.regs_fd)) as *const u64).ok()?;
-        let buffer =
-            bpf_probe_read_kernel((regs + u64::from(layout.regs_buffer)) as *const u64).ok()?;
+        let fd = core::ptr::read_volatile(regs.add(layout.regs_fd as usize) as *const u64);
+        let buffer = core::ptr::read_volatile(regs.add(layout.regs_buffer as usize) as *const u64);
         Some((fd, buffer))
     }
 }
@@ -140,12 +138,10 @@ fn finish(ctx: &TracePointContext, kind: IoEventKind, vectored: bool) {
     };
     let (source, available) = if vectored {
         // `struct iovec { void *iov_base; size_t iov_len; }`: the first buffer of the vector.
-        // SAFETY: reads of user memory through the fault-tolerant helper.
-        let base = unsafe { bpf_probe_read_user(buffer as *const u64) };
-        let len = unsafe { bpf_probe_read_user((buffer + 8) as *const u64) };
-        match (base, len) {
-            (Ok(base), Ok(len)) => (base, len.min(moved as u64)),
-            _ => return,
+        // SAFETY: a read of user memory through the fault-tolerant helper.
+        match unsafe { bpf_probe_read_user(buffer as *const [u64; 2]) } {
+            Ok([base, len]) => (base, len.min(moved as u64)),
+            Err(_) => return,
         }
     } else {
         (buffer, moved as u64)
