@@ -9,7 +9,7 @@
 pub mod io;
 pub mod process;
 
-pub use io::{IoEvent, IoEventKind, SyscallLayout};
+pub use io::{IoEvent, IoEventHeader, IoEventKind, SyscallLayout};
 pub use process::{ProcessEvent, ProcessEventKind, ProcessTracepointLayout};
 
 /// Ring buffer that carries [`ProcessEvent`] records to user space.

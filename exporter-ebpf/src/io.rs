@@ -4,8 +4,8 @@
 //! Hooks (syscall exit tracepoints; this kernel refuses kprobes and fentry):
 //! - `syscalls/sys_exit_{read,recvfrom}` → [`vigil_receive_exit`], `syscalls/sys_exit_{write,sendto}` →
 //!   [`vigil_send_exit`], `syscalls/sys_exit_writev` → [`vigil_sendv_exit`]: when the call moved bytes,
-//!   submit an `IoEvent` with the first `IO_DATA_MAX` bytes received or `SEND_DATA_MAX` sent (from the
-//!   first iovec for `writev`). The fd and buffer are read from the task's saved user registers
+//!   submit an `IoEvent` with the first bytes moved, up to `IO_DATA_MAX` (from the first iovec for
+//!   `writev`), in the smallest record of `IO_DATA_CLASSES` they fit in. The fd and buffer are read from the task's saved user registers
 //!   (`bpf_task_pt_regs`), so there is no enter hook and no map of calls in flight: one program run per
 //!   syscall.
 //! - `syscalls/sys_enter_close` → [`vigil_close`]: an instrumented process closed an fd, so user space
@@ -31,8 +31,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use vigil_common::{
-    IoEvent, IoEventKind, LostSource, SyscallLayout,
-    io::{IO_DATA_MAX, SEND_DATA_MAX},
+    IoEvent, IoEventHeader, IoEventKind, LostSource, SyscallLayout, io::IO_DATA_CLASSES,
     process::FIELD_ABSENT,
 };
 
@@ -146,38 +145,51 @@ fn finish(ctx: &TracePointContext, kind: IoEventKind, vectored: bool) {
     } else {
         (buffer, moved as u64)
     };
-    let limit = match kind {
-        IoEventKind::Send => SEND_DATA_MAX as u64,
-        _ => IO_DATA_MAX as u64,
-    };
     submit(
         kind,
         (pid_tgid >> 32) as u32,
         fd as u32,
         moved as u64,
         source,
-        available.min(limit),
+        available,
     );
 }
 
+/// Submits a record of the smallest size class `available` bytes fit in (the largest, cut, if none).
 fn submit(kind: IoEventKind, tgid: u32, fd: u32, length: u64, source: u64, available: u64) {
-    let Some(mut entry) = IO_EVENTS.reserve::<IoEvent>(0) else {
+    let header = IoEventHeader {
+        kind: kind as u32,
+        tgid,
+        fd,
+        captured: 0,
+        // SAFETY: a helper without preconditions.
+        boot_time_ns: unsafe { bpf_ktime_get_boot_ns() },
+        length,
+    };
+    if available <= IO_DATA_CLASSES[0] as u64 {
+        submit_sized::<{ IO_DATA_CLASSES[0] }>(header, source, available);
+    } else if available <= IO_DATA_CLASSES[1] as u64 {
+        submit_sized::<{ IO_DATA_CLASSES[1] }>(header, source, available);
+    } else if available <= IO_DATA_CLASSES[2] as u64 {
+        submit_sized::<{ IO_DATA_CLASSES[2] }>(header, source, available);
+    } else {
+        submit_sized::<{ IO_DATA_CLASSES[3] }>(header, source, available);
+    }
+}
+
+fn submit_sized<const CAPACITY: usize>(mut header: IoEventHeader, source: u64, available: u64) {
+    let Some(mut entry) = IO_EVENTS.reserve::<IoEvent<CAPACITY>>(0) else {
         count_lost(LostSource::IoEvents);
         return;
     };
     let event = entry.as_mut_ptr();
     let mut captured = available as u32;
-    if available > IO_DATA_MAX as u64 {
-        captured = IO_DATA_MAX as u32;
+    if available > CAPACITY as u64 {
+        captured = CAPACITY as u32;
     }
     // SAFETY: `event` points at a reserved, exclusively owned record of the right size; the copy is
-    // bounded by IO_DATA_MAX and uses the fault-tolerant user-memory helper.
+    // bounded by its capacity and uses the fault-tolerant user-memory helper.
     unsafe {
-        (*event).kind = kind as u32;
-        (*event).tgid = tgid;
-        (*event).fd = fd;
-        (*event).boot_time_ns = bpf_ktime_get_boot_ns();
-        (*event).length = length;
         let copied = if captured == 0 {
             0
         } else {
@@ -187,7 +199,8 @@ fn submit(kind: IoEventKind, tgid: u32, fd: u32, length: u64, source: u64, avail
                 source as *const c_void,
             )
         };
-        (*event).captured = if copied < 0 { 0 } else { captured };
+        header.captured = if copied < 0 { 0 } else { captured };
+        (*event).header = header;
     }
     entry.submit(BPF_RB_NO_WAKEUP as u64);
 }

@@ -37,7 +37,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let registry = metrics::new_registry();
     let kernel_metrics = KernelMetrics::register(&registry);
     let discovery_metrics = DiscoveryMetrics::register(&registry);
-    let capture_metrics = CaptureMetrics::register(&registry);
+    let capture_metrics = CaptureMetrics::register(&registry, &config.metrics);
     let kube_metrics = KubeMetrics::register(&registry);
     let monitoring_metrics = MonitoringMetrics::register(&registry);
     let address = config.web.listen_address;

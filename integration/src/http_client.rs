@@ -96,46 +96,62 @@ pub fn keep_alive_load(
 /// Content-Length; or until the server closes. Interim `100 Continue` responses are skipped. Returns
 /// the final status.
 pub fn exchange(reader: &mut BufReader<TcpStream>, request: &str) -> u16 {
+    exchange_with_body(reader, request).0
+}
+
+/// [`exchange`], returning also the bytes of the final response after its head as they came over the
+/// connection (chunk framing included).
+pub fn exchange_with_body(reader: &mut BufReader<TcpStream>, request: &str) -> (u16, u64) {
     reader
         .get_mut()
         .write_all(request.as_bytes())
         .expect("sending the request");
-    read_response(reader, request.starts_with("HEAD "))
+    read_response_with_body(reader, request.starts_with("HEAD "))
 }
 
 /// Reads one response, framed as [`exchange`] says; returns its final status.
 pub fn read_response(reader: &mut BufReader<TcpStream>, head_request: bool) -> u16 {
+    read_response_with_body(reader, head_request).0
+}
+
+/// [`read_response`], returning also the bytes of the response after its head as transferred.
+pub fn read_response_with_body(
+    reader: &mut BufReader<TcpStream>,
+    head_request: bool,
+) -> (u16, u64) {
     loop {
         let (status, length, chunked) = read_head(reader);
         if status == 100 {
             continue;
         }
         if head_request || status == 204 || status == 304 {
-            return status;
+            return (status, 0);
         }
         if chunked {
+            let mut transferred = 0;
             loop {
                 let mut size = String::new();
                 reader.read_line(&mut size).expect("reading a chunk size");
-                let size = usize::from_str_radix(size.trim(), 16).expect("a hex chunk size");
-                let mut chunk = vec![0; size + 2];
+                let size_value = usize::from_str_radix(size.trim(), 16).expect("a hex chunk size");
+                let mut chunk = vec![0; size_value + 2];
                 reader.read_exact(&mut chunk).expect("reading a chunk");
-                if size == 0 {
-                    return status;
+                transferred += (size.len() + chunk.len()) as u64;
+                if size_value == 0 {
+                    return (status, transferred);
                 }
             }
         }
+        let mut body = Vec::new();
         match length {
             Some(length) => {
-                let mut body = vec![0; length];
+                body.resize(length, 0);
                 reader.read_exact(&mut body).expect("reading the body");
             }
             None => {
-                let mut body = Vec::new();
                 reader.read_to_end(&mut body).expect("reading to the end");
             }
         }
-        return status;
+        return (status, body.len() as u64);
     }
 }
 

@@ -15,9 +15,26 @@ fn counts(
     first_label: &str,
     second_label: &str,
 ) -> BTreeMap<(String, String), u64> {
+    totals(
+        vigil,
+        &format!("{family}_count"),
+        service,
+        first_label,
+        second_label,
+    )
+}
+
+/// The values of one sample name in `/metrics`, summed by (label, label) values, for one service.
+fn totals(
+    vigil: &Vigil,
+    sample: &str,
+    service: &str,
+    first_label: &str,
+    second_label: &str,
+) -> BTreeMap<(String, String), u64> {
     let (_, body) = vigil.get("/metrics");
     let mut counts = BTreeMap::new();
-    for (labels, value) in samples(&body, &format!("{family}_count")) {
+    for (labels, value) in samples(&body, sample) {
         let label = |name: &str| labels.get(name).cloned().unwrap_or_default();
         if label("service_name") != service {
             continue;
@@ -269,25 +286,52 @@ fn an_instrumented_node_client_is_timed_against_an_uninstrumented_server() {
             .env("PORT", port.to_string())
             .env("REQUESTS", "600");
     });
+    // By (method, status): the requests, then the response body bytes, as the client counted them.
+    let by_status = |report: &str| {
+        let mut tally = BTreeMap::new();
+        for pair in report.split_whitespace() {
+            let (status, count) = pair.split_once('=').expect("status=count");
+            tally.insert(
+                ("GET".to_owned(), status.to_owned()),
+                count.parse::<u64>().unwrap(),
+            );
+        }
+        tally
+    };
     let report = client.read_line();
-    let mut tally = BTreeMap::new();
-    for pair in report.split_whitespace() {
-        let (status, count) = pair.split_once('=').expect("status=count");
-        tally.insert(
-            ("GET".to_owned(), status.to_owned()),
-            count.parse::<u64>().unwrap(),
-        );
-    }
+    let tally = by_status(&report);
+    let body_bytes = by_status(&client.read_line());
     assert_eq!(tally.values().sum::<u64>(), 600, "{report}");
-    assert_counts_settle(&tally, || {
-        counts(
+    let client_totals = |sample: &str| {
+        totals(
             &vigil,
-            "http_client_request_duration_seconds",
+            sample,
             "node",
             "http_request_method",
             "http_response_status_code",
         )
+    };
+    assert_counts_settle(&tally, || {
+        client_totals("http_client_request_duration_seconds_count")
     });
+    assert_eq!(
+        client_totals("http_client_response_body_size_bytes_sum"),
+        body_bytes
+    );
+    assert_eq!(
+        client_totals("http_client_response_body_size_bytes_count"),
+        tally
+    );
+    // GETs without a body: 600 observations of 0 bytes.
+    assert_eq!(
+        client_totals("http_client_request_body_size_bytes_count"),
+        tally
+    );
+    assert!(
+        client_totals("http_client_request_body_size_bytes_sum")
+            .values()
+            .all(|sum| *sum == 0)
+    );
     assert!(
         server_counts(&vigil, "node").is_empty(),
         "the server is not instrumented"
@@ -371,6 +415,136 @@ fn every_framing_case_pairs_with_a_real_node_server() {
     assert!(
         !statuses.keys().any(|(_, status)| status == "100"),
         "the interim response is not a request: {statuses:?}"
+    );
+}
+
+#[test]
+fn body_sizes_match_what_a_real_node_server_was_sent_and_answered() {
+    if !require_root("body_sizes_match_what_a_real_node_server_was_sent_and_answered") {
+        return;
+    }
+    let vigil = Vigil::start(POD_LISTENERS);
+    let port = free_port();
+    let _pod = node_server_pod(port);
+    wait_captured(&vigil, port);
+    let host = format!("Host: 127.0.0.1:{port}\r\n");
+    let chunked_upload = "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    // (method, route, request, bytes of the request's body as sent), on one keep-alive connection.
+    let requests = [
+        (
+            "GET",
+            "/users/{id}",
+            format!("GET /users/2 HTTP/1.1\r\n{host}\r\n"),
+            0,
+        ),
+        (
+            "POST",
+            "/users/{id}",
+            format!(
+                "POST /users/9 HTTP/1.1\r\n{host}Content-Length: 300\r\n\r\n{}",
+                "x".repeat(300)
+            ),
+            300,
+        ),
+        // Longer than vigil captures of a transfer: the length comes from the head.
+        (
+            "POST",
+            "/users/{id}",
+            format!(
+                "POST /users/10 HTTP/1.1\r\n{host}Content-Length: 5000\r\n\r\n{}",
+                "y".repeat(5000)
+            ),
+            5000,
+        ),
+        (
+            "PUT",
+            "/users/{id}",
+            format!(
+                "PUT /users/5 HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n\r\n{chunked_upload}"
+            ),
+            chunked_upload.len() as u64,
+        ),
+        (
+            "HEAD",
+            "/users/{id}",
+            format!("HEAD /users/1 HTTP/1.1\r\n{host}\r\n"),
+            0,
+        ),
+        (
+            "GET",
+            "/empty",
+            format!("GET /empty HTTP/1.1\r\n{host}\r\n"),
+            0,
+        ),
+        (
+            "GET",
+            "/cached",
+            format!("GET /cached HTTP/1.1\r\n{host}\r\n"),
+            0,
+        ),
+        (
+            "GET",
+            "/chunked",
+            format!("GET /chunked HTTP/1.1\r\n{host}\r\n"),
+            0,
+        ),
+        (
+            "GET",
+            "/stream",
+            format!("GET /stream HTTP/1.1\r\n{host}\r\n"),
+            0,
+        ),
+        // Last on the connection with a length, so that no body is still being counted.
+        (
+            "DELETE",
+            "/users/{id}",
+            format!("DELETE /users/3 HTTP/1.1\r\n{host}\r\n"),
+            0,
+        ),
+    ];
+    let mut request_bytes = BTreeMap::<(String, String), u64>::new();
+    let mut response_bytes = BTreeMap::<(String, String), u64>::new();
+    let mut requests_by_route = BTreeMap::<(String, String), u64>::new();
+    let mut add = |method: &str, route: &str, sent: u64, answered: u64| {
+        let key = (method.to_owned(), route.to_owned());
+        *request_bytes.entry(key.clone()).or_default() += sent;
+        *response_bytes.entry(key.clone()).or_default() += answered;
+        *requests_by_route.entry(key).or_default() += 1;
+    };
+    let mut keep_alive =
+        std::io::BufReader::new(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    for (method, route, request, sent) in &requests {
+        let (status, answered) = http_client::exchange_with_body(&mut keep_alive, request);
+        assert!(status < 400, "{method} {route}: {status}");
+        add(method, route, *sent, answered);
+    }
+    // HTTP/1.0: the streamed response is delimited by the server closing the connection.
+    let mut once =
+        std::io::BufReader::new(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    let (_, answered) =
+        http_client::exchange_with_body(&mut once, &format!("GET /stream HTTP/1.0\r\n{host}\r\n"));
+    add("GET", "/stream", 0, answered);
+
+    let server_totals =
+        |sample: &str| totals(&vigil, sample, "node", "http_request_method", "http_route");
+    assert_counts_settle(&requests_by_route, || {
+        server_totals("http_server_response_body_size_bytes_count")
+    });
+    assert_eq!(
+        server_totals("http_server_response_body_size_bytes_sum"),
+        response_bytes
+    );
+    assert_eq!(
+        server_totals("http_server_request_body_size_bytes_count"),
+        requests_by_route
+    );
+    assert_eq!(
+        server_totals("http_server_request_body_size_bytes_sum"),
+        request_bytes
+    );
+    assert_eq!(
+        vigil.metric("vigil_http_unmeasured_bodies_total{side=\"server\"}"),
+        0.0
     );
 }
 

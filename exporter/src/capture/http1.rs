@@ -1,6 +1,7 @@
 //! Recognising HTTP/1.x from the first bytes of a transfer: a request line (`GET /path HTTP/1.1`) or a
-//! status line (`HTTP/1.1 200 OK`). Only the start of each read or write is seen (`IO_DATA_MAX` bytes),
-//! which is enough for both lines; headers and bodies are not needed to count and time requests.
+//! status line (`HTTP/1.1 200 OK`), and, when the whole head is among them, where it ends and how the
+//! body after it is delimited. Only the start of each read or write is seen (`IO_DATA_MAX` bytes): the
+//! lines are enough to count and time requests, the rest of the head gives the body sizes.
 
 /// The request methods exported by name; any other is `_OTHER` (OpenTelemetry semantic conventions).
 const KNOWN_METHODS: [&str; 9] = [
@@ -57,42 +58,111 @@ pub fn parse_status(data: &[u8]) -> Option<u16> {
     (100..=599).contains(&status).then_some(status)
 }
 
-/// The requests pipelined after the first one in `data` (several requests sent in one transfer), as far
-/// as the captured bytes show them: each head must be complete, and a body is skipped by its
-/// `Content-Length` (a chunked body ends the scan).
-pub fn following_requests(data: &[u8], truncated: bool) -> Vec<RequestHead> {
-    let mut following = Vec::new();
-    let mut offset = 0;
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut request = httparse::Request::new(&mut headers);
-        let Ok(httparse::Status::Complete(head_length)) = request.parse(&data[offset..]) else {
-            return following;
-        };
-        let mut body_length = 0;
-        for header in request.headers.iter() {
-            if header.name.eq_ignore_ascii_case("transfer-encoding") {
-                return following;
-            }
-            if header.name.eq_ignore_ascii_case("content-length") {
-                let Some(length) = std::str::from_utf8(header.value)
-                    .ok()
-                    .and_then(|value| value.trim().parse::<usize>().ok())
-                else {
-                    return following;
-                };
-                body_length = length;
-            }
+/// How the body after a head is delimited (RFC 9112 §6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// `Content-Length` bytes (0 for a request that declares neither length nor transfer coding).
+    Length(u64),
+    /// A transfer coding (`chunked`): the body ends with its last chunk.
+    Chunked,
+    /// A response with neither: the body ends when the connection closes.
+    UntilClose,
+}
+
+/// A head captured whole: its length in bytes (through the blank line) and its body's framing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeadEnd {
+    pub length: usize,
+    pub framing: Framing,
+}
+
+/// Headers parsed per head; a head with more is treated as not captured whole.
+const MAX_HEADERS: usize = 64;
+
+/// The end and body framing of the request head at the start of `data`; `None` unless `data` holds the
+/// whole head (or its `Content-Length` is not a number).
+pub fn request_head_end(data: &[u8]) -> Option<HeadEnd> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let httparse::Status::Complete(length) = request.parse(data).ok()? else {
+        return None;
+    };
+    let framing = framing(request.headers, Framing::Length(0))?;
+    Some(HeadEnd { length, framing })
+}
+
+/// The end and body framing of the response head at the start of `data`, from its headers only (the
+/// caller knows whether the request was `HEAD` or the status has no body); `None` unless `data` holds
+/// the whole head.
+pub fn response_head_end(data: &[u8]) -> Option<HeadEnd> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let httparse::Status::Complete(length) = response.parse(data).ok()? else {
+        return None;
+    };
+    let framing = framing(response.headers, Framing::UntilClose)?;
+    Some(HeadEnd { length, framing })
+}
+
+/// A transfer coding wins over `Content-Length`; neither gives `otherwise`.
+fn framing(headers: &[httparse::Header], otherwise: Framing) -> Option<Framing> {
+    let mut framing = otherwise;
+    for header in headers {
+        if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Some(Framing::Chunked);
         }
-        offset += head_length + body_length;
-        if offset >= data.len() {
-            return following;
-        }
-        match parse_request(&data[offset..], truncated) {
-            Some(head) => following.push(head),
-            None => return following,
+        if header.name.eq_ignore_ascii_case("content-length") {
+            let length = std::str::from_utf8(header.value)
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            framing = Framing::Length(length);
         }
     }
+    Some(framing)
+}
+
+/// Whether a chunked body ends in `data` (the last bytes of a transfer): its last, empty chunk.
+pub fn ends_chunked_body(data: &[u8]) -> bool {
+    data.ends_with(b"0\r\n\r\n")
+}
+
+/// A request pipelined after the first one of a transfer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pipelined {
+    pub head: RequestHead,
+    /// Where its head starts in the transfer.
+    pub offset: usize,
+    /// Its head's end, when captured whole.
+    pub end: Option<HeadEnd>,
+}
+
+/// The requests pipelined after the first one in `data` (several requests sent in one transfer), as far
+/// as the captured bytes show them: each head before them must be complete, and a body is skipped by
+/// its `Content-Length` (a chunked body ends the scan).
+pub fn following_requests(data: &[u8], truncated: bool) -> Vec<Pipelined> {
+    let mut following = Vec::new();
+    let mut offset = 0;
+    while let Some(HeadEnd {
+        length,
+        framing: Framing::Length(body),
+    }) = request_head_end(&data[offset..])
+    {
+        offset = offset.saturating_add(length).saturating_add(body as usize);
+        if offset >= data.len() {
+            break;
+        }
+        let Some(head) = parse_request(&data[offset..], truncated) else {
+            break;
+        };
+        following.push(Pipelined {
+            head,
+            offset,
+            end: request_head_end(&data[offset..]),
+        });
+    }
+    following
 }
 
 /// Whether `data` may be the start of a request or status line whose rest comes in the next transfer
@@ -181,12 +251,26 @@ mod tests {
     #[test]
     fn pipelined_requests_are_found_after_the_first() {
         let data = b"GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyzGET /c HTTP/1.1\r\n\r\nGET /d";
-        let targets: Vec<String> = following_requests(data, true)
-            .into_iter()
-            .map(|head| head.target)
-            .collect();
+        let following = following_requests(data, true);
+        let targets: Vec<&str> = following.iter().map(|p| p.head.target.as_str()).collect();
         // /d is cut by the capture limit: it still counts, the transfer being truncated.
         assert_eq!(targets, ["/b", "/c", "/d"]);
+        let ends: Vec<Option<HeadEnd>> = following.iter().map(|p| p.end).collect();
+        assert_eq!(
+            ends,
+            [
+                Some(HeadEnd {
+                    length: 39,
+                    framing: Framing::Length(3)
+                }),
+                Some(HeadEnd {
+                    length: 19,
+                    framing: Framing::Length(0)
+                }),
+                None
+            ]
+        );
+        assert_eq!(following[1].offset, 19 + 39 + 3);
         assert!(following_requests(b"GET /a HTTP/1.1\r\n\r\n", false).is_empty());
         // A head the capture cut, or a chunked body, ends the scan.
         assert!(following_requests(b"GET /a HTTP/1.1\r\nHost: x", true).is_empty());
@@ -224,5 +308,49 @@ mod tests {
         assert_eq!(parse_status(b"HTTP/1.1 2x0 OK"), None);
         assert_eq!(parse_status(b"HTTP/2 200"), None);
         assert_eq!(parse_status(b"GET / HTTP/1.1"), None);
+    }
+
+    #[test]
+    fn head_ends_give_the_body_framing() {
+        let request = b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 8\r\n\r\n{\"a\": 1}";
+        assert_eq!(
+            request_head_end(request),
+            Some(HeadEnd {
+                length: 48,
+                framing: Framing::Length(8)
+            })
+        );
+        // A request without length or coding has no body; a coding wins over a length.
+        assert_eq!(
+            request_head_end(b"GET / HTTP/1.1\r\n\r\n").map(|end| end.framing),
+            Some(Framing::Length(0))
+        );
+        assert_eq!(
+            request_head_end(
+                b"PUT / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            .map(|end| end.framing),
+            Some(Framing::Chunked)
+        );
+        // A response without either is delimited by the connection's close.
+        assert_eq!(
+            response_head_end(b"HTTP/1.0 200 OK\r\nServer: x\r\n\r\nbody").map(|end| end.framing),
+            Some(Framing::UntilClose)
+        );
+        assert_eq!(
+            response_head_end(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"),
+            Some(HeadEnd {
+                length: 38,
+                framing: Framing::Length(0)
+            })
+        );
+        // Not whole, or not a number: unknown.
+        assert_eq!(response_head_end(b"HTTP/1.1 200 OK\r\nContent-Le"), None);
+        assert_eq!(
+            request_head_end(b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+            None
+        );
+        assert!(ends_chunked_body(b"5\r\nhello\r\n0\r\n\r\n"));
+        assert!(!ends_chunked_body(b"5\r\nhello\r\n"));
     }
 }

@@ -14,6 +14,15 @@
 //! write that sent the status line (the response head). Client: from the write of the request line to
 //! the read of the status line.
 //!
+//! **Body sizes.** A body's size is its `Content-Length` when the head declares one; a request without
+//! length or transfer coding has none (0); so has the response to `HEAD`, and a `1xx`, `204` or `304`
+//! response. A chunked body, or a response delimited by the connection's close, is counted: the bytes
+//! transferred after its head (chunk framing included), a request's until its response starts, a
+//! response's until its last chunk, the next response on the connection, or the close; such a response
+//! body is recorded when it ends. Where the body starts is known only when vigil captured the whole
+//! head (the first `IO_DATA_MAX` bytes of a transfer): a body behind a longer head is not observed and
+//! counted in `vigil_http_unmeasured_bodies_total`.
+//!
 //! **Publication.** What a `provisional` process does is held, not published; it becomes series when
 //! discovery publishes the process, and is dropped if the process dies first (see discovery's minimum
 //! process age). So is what a process the kernel captured at its `listen` does before discovery has
@@ -25,10 +34,11 @@
 //! **Series lifecycle.** A series not updated for `metrics.ttl` is removed, and so is a series whose
 //! last updating process has been gone for [`PROCESS_GONE_GRACE`] (another replica updating it keeps it).
 //!
-//! Metrics: `http_server_request_duration_seconds`, `http_client_request_duration_seconds` (histograms;
-//! labels `http_request_method`, `http_response_status_code`, `http_route` (server), and the identity
-//! labels of [`labels::NAMES`]), `vigil_route_overflow_total{service_name}`,
-//! `vigil_http_unpaired_responses_total{side}`, `vigil_http_dropped_requests_total{reason}`.
+//! Metrics: `http_server_request_duration_seconds`, `http_client_request_duration_seconds`,
+//! `http_{server,client}_{request,response}_body_size_bytes` (histograms; labels `http_request_method`,
+//! `http_response_status_code`, `http_route` (server), and the identity labels of [`labels::NAMES`]),
+//! `vigil_route_overflow_total{service_name}`, `vigil_http_unpaired_responses_total{side}`,
+//! `vigil_http_dropped_requests_total{reason}`, `vigil_http_unmeasured_bodies_total{side}`.
 
 pub mod http1;
 pub mod labels;
@@ -41,22 +51,22 @@ use std::{
 };
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
-use vigil_common::{IoEvent, IoEventKind};
+use vigil_common::IoEventKind;
 
 use crate::{
     config::MetricsConfig,
     discovery::{Discovery, Publication},
+    kernel::IoRecord,
     kubernetes::pods::PodStore,
     metrics::register,
 };
-use http1::{is_incomplete_head, parse_request, parse_status};
+use http1::{
+    Framing, HeadEnd, ends_chunked_body, is_incomplete_head, parse_request, parse_status,
+    request_head_end, response_head_end,
+};
 use labels::ServiceLabels;
 use route::RouteLimiter;
 
-/// Duration buckets (seconds), as Beyla and the OpenTelemetry HTTP conventions use.
-pub const DURATION_BUCKETS: [f64; 15] = [
-    0.0, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-];
 /// Requests awaiting their response on one connection, per side; older ones are forgotten past this.
 const MAX_PENDING_PER_CONNECTION: usize = 64;
 /// Requests of one provisional process held for publication; later ones are dropped and counted.
@@ -64,26 +74,41 @@ const MAX_HELD_PER_PROCESS: usize = 100_000;
 /// How long a series outlives the last process that updated it, unless another one does.
 pub const PROCESS_GONE_GRACE: Duration = Duration::from_secs(30);
 
+/// The histogram families of one side: duration and body sizes, all with the same labels.
+#[derive(Clone)]
+struct SideFamilies {
+    duration: HistogramVec,
+    request_body: HistogramVec,
+    response_body: HistogramVec,
+}
+
+impl SideFamilies {
+    fn all(&self) -> [&HistogramVec; 3] {
+        [&self.duration, &self.request_body, &self.response_body]
+    }
+}
+
 /// The metric families of this stage.
 #[derive(Clone)]
 pub struct CaptureMetrics {
-    server_duration: HistogramVec,
-    client_duration: HistogramVec,
+    server: SideFamilies,
+    client: SideFamilies,
     route_overflow: IntCounterVec,
     unpaired: IntCounterVec,
     dropped: IntCounterVec,
+    unmeasured: IntCounterVec,
 }
 
 impl CaptureMetrics {
-    pub fn register(registry: &Registry) -> Self {
-        let histogram = |name: &str, help: &str, labels: &[&str]| {
+    pub fn register(registry: &Registry, config: &MetricsConfig) -> Self {
+        let histogram = |name: &str, help: &str, buckets: &[f64], labels: &[&str]| {
             register(
                 registry,
                 HistogramVec::new(
-                    HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec()),
+                    HistogramOpts::new(name, help).buckets(buckets.to_vec()),
                     labels,
                 )
-                .expect("static"),
+                .expect("validated buckets"),
             )
         };
         let counter = |name: &str, help: &str, labels: &[&str]| {
@@ -92,29 +117,62 @@ impl CaptureMetrics {
                 IntCounterVec::new(Opts::new(name, help), labels).expect("static"),
             )
         };
+        let server_labels = [
+            &[
+                "http_request_method",
+                "http_response_status_code",
+                "http_route",
+            ][..],
+            &labels::NAMES[..],
+        ]
+        .concat();
+        let client_labels = [
+            &["http_request_method", "http_response_status_code"][..],
+            &labels::NAMES[..],
+        ]
+        .concat();
+        let (durations, sizes) = (&config.duration_buckets, &config.body_size_buckets);
         let metrics = CaptureMetrics {
-            server_duration: histogram(
-                "http_server_request_duration_seconds",
-                "Duration of HTTP server requests: from reading the request line to writing the response head.",
-                &[
-                    &[
-                        "http_request_method",
-                        "http_response_status_code",
-                        "http_route",
-                    ][..],
-                    &labels::NAMES[..],
-                ]
-                .concat(),
-            ),
-            client_duration: histogram(
-                "http_client_request_duration_seconds",
-                "Duration of HTTP client requests: from writing the request line to reading the response head.",
-                &[
-                    &["http_request_method", "http_response_status_code"][..],
-                    &labels::NAMES[..],
-                ]
-                .concat(),
-            ),
+            server: SideFamilies {
+                duration: histogram(
+                    "http_server_request_duration_seconds",
+                    "Duration of HTTP server requests: from reading the request line to writing the response head.",
+                    durations,
+                    &server_labels,
+                ),
+                request_body: histogram(
+                    "http_server_request_body_size_bytes",
+                    "Size of HTTP server request bodies: Content-Length, or for a chunked body the bytes read after the head until the response (framing included).",
+                    sizes,
+                    &server_labels,
+                ),
+                response_body: histogram(
+                    "http_server_response_body_size_bytes",
+                    "Size of HTTP server response bodies: Content-Length, or the bytes written after the head until the last chunk, the next response or the close; 0 for HEAD, 1xx, 204 and 304.",
+                    sizes,
+                    &server_labels,
+                ),
+            },
+            client: SideFamilies {
+                duration: histogram(
+                    "http_client_request_duration_seconds",
+                    "Duration of HTTP client requests: from writing the request line to reading the response head.",
+                    durations,
+                    &client_labels,
+                ),
+                request_body: histogram(
+                    "http_client_request_body_size_bytes",
+                    "Size of HTTP client request bodies: Content-Length, or for a chunked body the bytes written after the head until the response (framing included).",
+                    sizes,
+                    &client_labels,
+                ),
+                response_body: histogram(
+                    "http_client_response_body_size_bytes",
+                    "Size of HTTP client response bodies: Content-Length, or the bytes read after the head until the last chunk, the next response or the close; 0 for HEAD, 1xx, 204 and 304.",
+                    sizes,
+                    &client_labels,
+                ),
+            },
             route_overflow: counter(
                 "vigil_route_overflow_total",
                 "Server requests given the route _overflow because their service reached metrics.max_routes_per_service.",
@@ -130,14 +188,27 @@ impl CaptureMetrics {
                 "Captured requests never published: short_lived (the process died younger than the minimum age), not_selected (captured from its listen until discovery found it matches no selector), hold_full (too many held for one provisional process).",
                 &["reason"],
             ),
+            unmeasured: counter(
+                "vigil_http_unmeasured_bodies_total",
+                "Request and response bodies whose size was not observed: their head was longer than vigil captures of a transfer (1024 bytes), so where the body starts is unknown. By side.",
+                &["side"],
+            ),
         };
         for side in ["server", "client"] {
             metrics.unpaired.with_label_values(&[side]);
+            metrics.unmeasured.with_label_values(&[side]);
         }
         for reason in ["short_lived", "not_selected", "hold_full"] {
             metrics.dropped.with_label_values(&[reason]);
         }
         metrics
+    }
+
+    fn families(&self, side: Side) -> &SideFamilies {
+        match side {
+            Side::Server => &self.server,
+            Side::Client => &self.client,
+        }
     }
 }
 
@@ -147,22 +218,90 @@ enum Side {
     Client,
 }
 
+impl Side {
+    fn label(self) -> &'static str {
+        match self {
+            Side::Server => "server",
+            Side::Client => "client",
+        }
+    }
+}
+
 /// A request waiting for its response.
 #[derive(Debug)]
 struct Pending {
     method: &'static str,
     target: String,
     started_ns: u64,
+    body: BodySize,
 }
 
-/// One connection's requests in flight, per side, and the start of a head line still incomplete, per
-/// direction.
+/// What is known of a request body's size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BodySize {
+    /// From the head: its `Content-Length`, or 0 without length or transfer coding.
+    Known(u64),
+    /// Chunked: the bytes transferred after the head so far.
+    Counting(u64),
+    /// The head was longer than what vigil captured of it.
+    Unknown,
+}
+
+impl BodySize {
+    /// A request's, from the end of its head and the bytes after it in the same transfer.
+    fn of_request(end: Option<HeadEnd>, bytes_after_head: u64) -> BodySize {
+        match end.map(|end| end.framing) {
+            Some(Framing::Length(length)) => BodySize::Known(length),
+            Some(Framing::Chunked | Framing::UntilClose) => BodySize::Counting(bytes_after_head),
+            None => BodySize::Unknown,
+        }
+    }
+}
+
+/// A response whose body ends with its last chunk or the connection's close, counted until then.
+#[derive(Debug)]
+struct OpenBody {
+    side: Side,
+    method: &'static str,
+    target: String,
+    status: u16,
+    chunked: bool,
+    bytes: u64,
+}
+
+/// One connection's requests in flight, per side; per direction, the start of a head line still
+/// incomplete and the response body being counted (sent: server side; received: client side).
 #[derive(Debug, Default)]
 struct Connection {
     server: VecDeque<Pending>,
     client: VecDeque<Pending>,
     received_piece: Option<HeadPiece>,
     sent_piece: Option<HeadPiece>,
+    received_body: Option<OpenBody>,
+    sent_body: Option<OpenBody>,
+}
+
+impl Connection {
+    fn piece(&mut self, received: bool) -> &mut Option<HeadPiece> {
+        match received {
+            true => &mut self.received_piece,
+            false => &mut self.sent_piece,
+        }
+    }
+
+    fn open_body(&mut self, received: bool) -> &mut Option<OpenBody> {
+        match received {
+            true => &mut self.received_body,
+            false => &mut self.sent_body,
+        }
+    }
+
+    fn queue(&mut self, side: Side) -> &mut VecDeque<Pending> {
+        match side {
+            Side::Server => &mut self.server,
+            Side::Client => &mut self.client,
+        }
+    }
 }
 
 /// The start of a request or status line whose rest has not been transferred yet.
@@ -178,18 +317,47 @@ enum Head {
     Status(u16),
 }
 
-/// A completed request.
+/// What a transfer is to its connection.
+enum Transfer {
+    /// It starts a head (possibly completing pieces transferred before).
+    Head {
+        head: Head,
+        started_ns: u64,
+        /// Where the head ends, when captured whole.
+        end: Option<HeadEnd>,
+        /// Bytes of the head carried by earlier transfers (pieces).
+        earlier: u64,
+    },
+    /// The start of a head line, kept until the rest comes.
+    Piece,
+    /// Anything else: body bytes, or bytes vigil does not follow.
+    Other,
+}
+
+/// A completed request, or the end of a response body counted after it.
 #[derive(Debug)]
 struct Observation {
     side: Side,
     method: &'static str,
     target: String,
     status: u16,
-    seconds: f64,
+    measure: Measure,
 }
 
-/// One series of a histogram family, kept to remove it later: its family, label values, and the
-/// process that last updated it.
+#[derive(Debug)]
+enum Measure {
+    /// A request answered: its duration, and its bodies' sizes known by then.
+    Request {
+        seconds: f64,
+        request_body: Option<u64>,
+        response_body: Option<u64>,
+    },
+    /// A response body that ended after its head was recorded.
+    ResponseBody(u64),
+}
+
+/// One label set of a side, kept to remove its series later (from every family of the side): its
+/// label values, and the process that last updated it.
 #[derive(Debug)]
 struct Series {
     side: Side,
@@ -248,7 +416,7 @@ impl Capture {
         self.last_labels
             .retain(|tgid, _| discovery.publication(*tgid).is_captured());
         let ttl = self.ttl;
-        let (server, client) = (&self.metrics.server_duration, &self.metrics.client_duration);
+        let metrics = &self.metrics;
         self.series.retain(|_, series| {
             let captured = discovery.publication(series.last_tgid).is_captured();
             let gone_since = match captured {
@@ -261,11 +429,10 @@ impl Capture {
                     .is_none_or(|since| now.saturating_duration_since(since) < PROCESS_GONE_GRACE);
             if !keep {
                 let values: Vec<&str> = series.labels.iter().map(String::as_str).collect();
-                let family = match series.side {
-                    Side::Server => server,
-                    Side::Client => client,
-                };
-                let _ = family.remove_label_values(&values);
+                for family in metrics.families(series.side).all() {
+                    // A family this label set never updated (no body size observed) has nothing.
+                    let _ = family.remove_label_values(&values);
+                }
             }
             keep
         });
@@ -287,96 +454,184 @@ impl Capture {
     }
 
     /// Applies I/O records, in order.
-    pub fn handle(&mut self, events: &[IoEvent], discovery: &Discovery) {
-        for event in events {
-            let key = (event.tgid, event.fd);
-            let (received, at_ns) = match IoEventKind::from_u32(event.kind) {
-                Some(IoEventKind::Receive) => (true, event.boot_time_ns),
-                Some(IoEventKind::Send) => (false, event.boot_time_ns),
-                Some(IoEventKind::Close) => {
-                    self.connections.remove(&key);
+    pub fn handle(&mut self, records: &[IoRecord], discovery: &Discovery) {
+        for record in records {
+            let key = (record.tgid, record.fd);
+            let received = match record.kind {
+                IoEventKind::Receive => true,
+                IoEventKind::Send => false,
+                IoEventKind::Close => {
+                    self.close(key, discovery);
                     continue;
                 }
-                None => continue,
             };
-            let captured = (event.captured as usize).min(event.data.len());
-            let truncated = event.length > captured as u64;
-            let Some((head, started_ns)) =
-                self.recognise(key, received, &event.data[..captured], truncated, at_ns)
-            else {
-                continue;
+            let (head, started_ns, end, earlier) = match self.recognise(key, received, record) {
+                Transfer::Head {
+                    head,
+                    started_ns,
+                    end,
+                    earlier,
+                } => (head, started_ns, end, earlier),
+                Transfer::Piece => continue,
+                Transfer::Other => {
+                    self.count_body(key, received, record, discovery);
+                    continue;
+                }
             };
+            // The message's bytes after its head, in this transfer.
+            let after_head = end.map_or(0, |end| {
+                (earlier + record.length).saturating_sub(end.length as u64)
+            });
             match (head, received) {
                 (Head::Request(head), true) => {
-                    self.start(key, Side::Server, head, started_ns);
-                    for pipelined in http1::following_requests(&event.data[..captured], truncated) {
-                        self.start(key, Side::Server, pipelined, started_ns);
+                    let body = BodySize::of_request(end, after_head);
+                    self.start(key, Side::Server, head, started_ns, body);
+                    let truncated = record.is_truncated();
+                    for pipelined in http1::following_requests(&record.data, truncated) {
+                        let after_head = pipelined.end.map_or(0, |end| {
+                            record
+                                .length
+                                .saturating_sub((pipelined.offset + end.length) as u64)
+                        });
+                        let body = BodySize::of_request(pipelined.end, after_head);
+                        self.start(key, Side::Server, pipelined.head, started_ns, body);
                     }
                 }
-                (Head::Request(head), false) => self.start(key, Side::Client, head, started_ns),
-                (Head::Status(status), true) => {
-                    self.finish(key, Side::Client, status, at_ns, discovery)
+                (Head::Request(head), false) => {
+                    let body = BodySize::of_request(end, after_head);
+                    self.start(key, Side::Client, head, started_ns, body);
                 }
-                (Head::Status(status), false) => {
-                    self.finish(key, Side::Server, status, at_ns, discovery)
+                (Head::Status(status), received) => {
+                    let side = match received {
+                        true => Side::Client,
+                        false => Side::Server,
+                    };
+                    let response = Response {
+                        status,
+                        end,
+                        after_head,
+                        ends_body: !record.is_truncated() && ends_chunked_body(&record.data),
+                        at_ns: record.boot_time_ns,
+                    };
+                    self.finish(key, side, response, discovery);
                 }
             }
         }
     }
 
-    /// What `data` starts, with when it started: joined to the piece of a head line the previous
-    /// transfer in this direction left, if any; kept as such a piece if it looks like one.
-    fn recognise(
-        &mut self,
-        key: (u32, u32),
-        received: bool,
-        data: &[u8],
-        truncated: bool,
-        at_ns: u64,
-    ) -> Option<(Head, u64)> {
+    /// What `record` is to its connection: a head (joined to the piece of a head line the previous
+    /// transfer in this direction left, if any), such a piece, or other bytes.
+    fn recognise(&mut self, key: (u32, u32), received: bool, record: &IoRecord) -> Transfer {
+        let (data, truncated, at_ns) =
+            (&record.data[..], record.is_truncated(), record.boot_time_ns);
         let classify = |bytes: &[u8]| {
-            parse_request(bytes, truncated)
-                .map(Head::Request)
-                .or_else(|| parse_status(bytes).map(Head::Status))
-        };
-        fn piece_slot(connection: &mut Connection, received: bool) -> &mut Option<HeadPiece> {
-            match received {
-                true => &mut connection.received_piece,
-                false => &mut connection.sent_piece,
+            if let Some(head) = parse_request(bytes, truncated) {
+                return Some((Head::Request(head), request_head_end(bytes)));
             }
-        }
+            parse_status(bytes).map(|status| (Head::Status(status), response_head_end(bytes)))
+        };
         // A transfer that is a head by itself wins over joining it to an earlier piece (which was then
         // something else, a body that happened to look like a head).
         let piece = self
             .connections
             .get_mut(&key)
-            .and_then(|connection| piece_slot(connection, received).take());
-        if let Some(head) = classify(data) {
-            return Some((head, at_ns));
+            .and_then(|connection| connection.piece(received).take());
+        if let Some((head, end)) = classify(data) {
+            return Transfer::Head {
+                head,
+                started_ns: at_ns,
+                end,
+                earlier: 0,
+            };
         }
         if let Some(piece) = piece {
+            let earlier = piece.bytes.len() as u64;
             let mut joined = piece.bytes;
             joined.extend_from_slice(data);
-            if let Some(head) = classify(&joined) {
-                return Some((head, piece.at_ns));
+            if let Some((head, end)) = classify(&joined) {
+                return Transfer::Head {
+                    head,
+                    started_ns: piece.at_ns,
+                    end,
+                    earlier,
+                };
             }
             if !truncated && is_incomplete_head(&joined) {
                 let connection = self.connections.entry(key).or_default();
-                *piece_slot(connection, received) = Some(HeadPiece {
+                *connection.piece(received) = Some(HeadPiece {
                     bytes: joined,
                     at_ns: piece.at_ns,
                 });
-                return None;
+                return Transfer::Piece;
             }
         }
         if !truncated && is_incomplete_head(data) {
             let connection = self.connections.entry(key).or_default();
-            *piece_slot(connection, received) = Some(HeadPiece {
+            *connection.piece(received) = Some(HeadPiece {
                 bytes: data.to_vec(),
                 at_ns,
             });
+            return Transfer::Piece;
         }
-        None
+        Transfer::Other
+    }
+
+    /// Bytes that are not a head: part of the response body being counted in their direction, or of the
+    /// chunked body of the last request.
+    fn count_body(
+        &mut self,
+        key: (u32, u32),
+        received: bool,
+        record: &IoRecord,
+        discovery: &Discovery,
+    ) {
+        let Some(connection) = self.connections.get_mut(&key) else {
+            return;
+        };
+        if let Some(open) = connection.open_body(received) {
+            open.bytes += record.length;
+            if open.chunked && !record.is_truncated() && ends_chunked_body(&record.data) {
+                self.end_body(key, received, discovery);
+            }
+            return;
+        }
+        let side = match received {
+            true => Side::Server,
+            false => Side::Client,
+        };
+        if let Some(Pending {
+            body: BodySize::Counting(bytes),
+            ..
+        }) = connection.queue(side).back_mut()
+        {
+            *bytes += record.length;
+        }
+    }
+
+    /// Records the size of the response body counted in a direction of a connection, if one is.
+    fn end_body(&mut self, key: (u32, u32), received: bool, discovery: &Discovery) {
+        let Some(open) = self
+            .connections
+            .get_mut(&key)
+            .and_then(|connection| connection.open_body(received).take())
+        else {
+            return;
+        };
+        let observation = Observation {
+            side: open.side,
+            method: open.method,
+            target: open.target,
+            status: open.status,
+            measure: Measure::ResponseBody(open.bytes),
+        };
+        self.observe(key.0, observation, discovery);
+    }
+
+    /// A connection closed: the bodies it was counting end, and it is forgotten.
+    fn close(&mut self, key: (u32, u32), discovery: &Discovery) {
+        self.end_body(key, true, discovery);
+        self.end_body(key, false, discovery);
+        self.connections.remove(&key);
     }
 
     /// Publishes the requests held for processes discovery has published since, drops those of processes
@@ -408,12 +663,15 @@ impl Capture {
             .retain(|(tgid, _), _| discovery.publication(*tgid).is_captured());
     }
 
-    fn start(&mut self, key: (u32, u32), side: Side, head: http1::RequestHead, now_ns: u64) {
-        let connection = self.connections.entry(key).or_default();
-        let queue = match side {
-            Side::Server => &mut connection.server,
-            Side::Client => &mut connection.client,
-        };
+    fn start(
+        &mut self,
+        key: (u32, u32),
+        side: Side,
+        head: http1::RequestHead,
+        now_ns: u64,
+        body: BodySize,
+    ) {
+        let queue = self.connections.entry(key).or_default().queue(side);
         if queue.len() == MAX_PENDING_PER_CONNECTION {
             queue.pop_front();
         }
@@ -421,53 +679,91 @@ impl Capture {
             method: head.method,
             target: head.target,
             started_ns: now_ns,
+            body,
         });
     }
 
-    fn finish(
-        &mut self,
-        key: (u32, u32),
-        side: Side,
-        status: u16,
-        now_ns: u64,
-        discovery: &Discovery,
-    ) {
+    /// A response head on `side`: ends the request it answers (and the body counted of the response
+    /// before it).
+    fn finish(&mut self, key: (u32, u32), side: Side, response: Response, discovery: &Discovery) {
+        let status = response.status;
         // An interim response: the request goes on (101 ends HTTP/1 on the connection, so it counts).
         if (100..200).contains(&status) && status != 101 {
             return;
         }
+        let sent = side == Side::Server;
+        self.end_body(key, !sent, discovery);
         let pending = self
             .connections
             .get_mut(&key)
-            .and_then(|connection| match side {
-                Side::Server => connection.server.pop_front(),
-                Side::Client => connection.client.pop_front(),
-            });
+            .and_then(|connection| connection.queue(side).pop_front());
         let Some(pending) = pending else {
-            let label = match side {
-                Side::Server => "server",
-                Side::Client => "client",
-            };
-            self.metrics.unpaired.with_label_values(&[label]).inc();
+            self.metrics
+                .unpaired
+                .with_label_values(&[side.label()])
+                .inc();
             return;
         };
+        let request_body = match pending.body {
+            BodySize::Known(bytes) | BodySize::Counting(bytes) => Some(bytes),
+            BodySize::Unknown => None,
+        };
+        let bodiless = pending.method == "HEAD" || matches!(status, 101 | 204 | 304);
+        let framing = response.end.map(|end| end.framing);
+        let response_body = match framing {
+            _ if bodiless => Some(0),
+            Some(Framing::Length(length)) => Some(length),
+            Some(Framing::Chunked) if response.ends_body => Some(response.after_head),
+            Some(framing) => {
+                // Counted from here until the body ends; recorded then.
+                let connection = self.connections.entry(key).or_default();
+                *connection.open_body(!sent) = Some(OpenBody {
+                    side,
+                    method: pending.method,
+                    target: pending.target.clone(),
+                    status,
+                    chunked: framing == Framing::Chunked,
+                    bytes: response.after_head,
+                });
+                None
+            }
+            None => None,
+        };
+        let unmeasured =
+            u64::from(request_body.is_none()) + u64::from(framing.is_none() && !bodiless);
+        if unmeasured > 0 {
+            self.metrics
+                .unmeasured
+                .with_label_values(&[side.label()])
+                .inc_by(unmeasured);
+        }
         let observation = Observation {
             side,
             method: pending.method,
             target: pending.target,
             status,
-            seconds: now_ns.saturating_sub(pending.started_ns) as f64 / 1e9,
+            measure: Measure::Request {
+                seconds: response.at_ns.saturating_sub(pending.started_ns) as f64 / 1e9,
+                request_body,
+                response_body,
+            },
         };
-        if discovery.publication(key.0) == Publication::Published
-            && let Some(labels) = self.labels_of(key.0, discovery)
+        self.observe(key.0, observation, discovery);
+    }
+
+    /// Records an observation of `tgid` if discovery has published it and its labels are known; holds
+    /// it otherwise.
+    fn observe(&mut self, tgid: u32, observation: Observation, discovery: &Discovery) {
+        if discovery.publication(tgid) == Publication::Published
+            && let Some(labels) = self.labels_of(tgid, discovery)
         {
-            self.record(&labels, key.0, observation);
+            self.record(&labels, tgid, observation);
             return;
         }
         // Provisional, pending its pod's metadata, or not decided yet: the kernel captured it at its
         // `listen`, and the events that tell discovery about that come later in this batch (it may be
         // a known candidate until then). Held; `settle` decides after discovery has seen the batch.
-        let held = self.held.entry(key.0).or_default();
+        let held = self.held.entry(tgid).or_default();
         if held.len() < MAX_HELD_PER_PROCESS {
             held.push(observation);
         } else {
@@ -479,38 +775,59 @@ impl Capture {
         let status = observation.status.to_string();
         let service_name = labels.service_name();
         let route;
-        let (family, values): (_, Vec<&str>) = match observation.side {
+        let values: Vec<&str> = match observation.side {
             Side::Server => {
                 let admitted;
                 (route, admitted) = self.routes.admit(
                     service_name,
                     route::route(&self.route_patterns, &observation.target),
                 );
-                if !admitted {
+                // Counted once per request, not again for its late response body.
+                if !admitted && matches!(observation.measure, Measure::Request { .. }) {
                     self.metrics
                         .route_overflow
                         .with_label_values(&[service_name])
                         .inc();
                 }
-                (
-                    &self.metrics.server_duration,
-                    [observation.method, &status, route.as_str()]
-                        .into_iter()
-                        .chain(labels.values())
-                        .collect(),
-                )
-            }
-            Side::Client => (
-                &self.metrics.client_duration,
-                [observation.method, &status]
+                [observation.method, &status, route.as_str()]
                     .into_iter()
                     .chain(labels.values())
-                    .collect(),
-            ),
+                    .collect()
+            }
+            Side::Client => [observation.method, &status]
+                .into_iter()
+                .chain(labels.values())
+                .collect(),
         };
-        family
-            .with_label_values(&values)
-            .observe(observation.seconds);
+        let families = self.metrics.families(observation.side);
+        match observation.measure {
+            Measure::Request {
+                seconds,
+                request_body,
+                response_body,
+            } => {
+                families
+                    .duration
+                    .with_label_values(&values)
+                    .observe(seconds);
+                if let Some(bytes) = request_body {
+                    families
+                        .request_body
+                        .with_label_values(&values)
+                        .observe(bytes as f64);
+                }
+                if let Some(bytes) = response_body {
+                    families
+                        .response_body
+                        .with_label_values(&values)
+                        .observe(bytes as f64);
+                }
+            }
+            Measure::ResponseBody(bytes) => families
+                .response_body
+                .with_label_values(&values)
+                .observe(bytes as f64),
+        }
 
         let mut hasher = std::hash::DefaultHasher::new();
         std::hash::Hash::hash(&(observation.side, &values), &mut hasher);
@@ -530,6 +847,18 @@ impl Capture {
                 gone_since: None,
             });
     }
+}
+
+/// A response head as captured.
+struct Response {
+    status: u16,
+    /// Where the head ends, when captured whole.
+    end: Option<HeadEnd>,
+    /// The response's bytes after its head, in the transfer that carried the head.
+    after_head: u64,
+    /// Whether that transfer ends a chunked body (its last chunk is there).
+    ends_body: bool,
+    at_ns: u64,
 }
 
 /// The `reason` label of requests dropped because of what discovery says of their process.

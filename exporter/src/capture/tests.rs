@@ -86,18 +86,16 @@ min_process_age_max: 10s"
     (child, discovery, capture, registry)
 }
 
-fn record(kind: IoEventKind, tgid: u32, fd: u32, at_ms: u64, data: &[u8]) -> IoEvent {
-    let mut event = IoEvent {
-        kind: kind as u32,
+/// A record of a transfer of `data`, as the kernel would capture it (at most `IO_DATA_MAX` bytes).
+fn record(kind: IoEventKind, tgid: u32, fd: u32, at_ms: u64, data: &[u8]) -> IoRecord {
+    IoRecord {
+        kind,
         tgid,
         fd,
-        captured: data.len().min(IO_DATA_MAX) as u32,
         boot_time_ns: at_ms * 1_000_000,
         length: data.len() as u64,
-        data: [0; IO_DATA_MAX],
-    };
-    event.data[..event.captured as usize].copy_from_slice(&data[..event.captured as usize]);
-    event
+        data: data[..data.len().min(IO_DATA_MAX)].to_vec(),
+    }
 }
 
 fn capture() -> (Capture, Registry) {
@@ -106,8 +104,10 @@ fn capture() -> (Capture, Registry) {
         max_routes_per_service: 100,
         ttl: Duration::from_secs(300),
         routes: vec!["/orders".to_owned()],
+        duration_buckets: vec![0.0, 0.005, 0.01, 0.1, 1.0],
+        body_size_buckets: vec![0.0, 32.0, 1024.0],
     };
-    let capture = Capture::new(&config, None, CaptureMetrics::register(&registry));
+    let capture = Capture::new(&config, None, CaptureMetrics::register(&registry, &config));
     (capture, registry)
 }
 
@@ -414,4 +414,182 @@ fn a_series_whose_last_process_is_gone_is_removed_after_the_grace() {
     );
     capture.expire(&discovery, now + PROCESS_GONE_GRACE);
     assert_eq!(server_count(&registry, "GET", 200, "/gone"), 0.0);
+}
+
+/// The `_count` and `_sum` of a body size histogram of the `sleep` service, for a server label set
+/// (`route` given) or a client one.
+fn body_size(
+    registry: &Registry,
+    family: &str,
+    method: &str,
+    status: u16,
+    route: Option<&str>,
+) -> (f64, f64) {
+    let route = route.map_or(String::new(), |route| format!(",http_route=\"{route}\""));
+    let labels = format!(
+        "{{http_request_method=\"{method}\",http_response_status_code=\"{status}\"{route},service_name=\"sleep\",service_namespace=\"\"}}"
+    );
+    (
+        sample(registry, &format!("{family}_count{labels}")),
+        sample(registry, &format!("{family}_sum{labels}")),
+    )
+}
+
+const SERVER_REQUEST_BODY: &str = "http_server_request_body_size_bytes";
+const SERVER_RESPONSE_BODY: &str = "http_server_response_body_size_bytes";
+
+#[test]
+fn server_body_sizes_come_from_content_length_or_are_counted_until_the_body_ends() {
+    let (child, discovery, mut capture, registry) = setup("31.10", "1ms");
+    let pid = child.pid();
+    let body = |method, status, route| {
+        (
+            body_size(&registry, SERVER_REQUEST_BODY, method, status, Some(route)),
+            body_size(&registry, SERVER_RESPONSE_BODY, method, status, Some(route)),
+        )
+    };
+    capture.handle(
+        &[
+            // Content-Length both ways, the bodies in the same transfers as the heads.
+            record(
+                Receive,
+                pid,
+                5,
+                0,
+                b"POST /a HTTP/1.1\r\nContent-Length: 8\r\n\r\n{\"a\": 1}",
+            ),
+            record(
+                Send,
+                pid,
+                5,
+                1,
+                b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
+            ),
+            // Chunked both ways: 10 bytes after the head, then 5 more (framing included).
+            record(
+                Receive,
+                pid,
+                5,
+                2,
+                b"PUT /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+            ),
+            record(Receive, pid, 5, 3, b"0\r\n\r\n"),
+            record(
+                Send,
+                pid,
+                5,
+                4,
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            ),
+            record(Send, pid, 5, 5, b"3\r\nabc\r\n"),
+        ],
+        &discovery,
+    );
+    assert_eq!(body("POST", 201, "/a"), ((1.0, 8.0), (1.0, 2.0)));
+    // The chunked response is recorded when its last chunk is written, not before.
+    assert_eq!(body("PUT", 200, "/b"), ((1.0, 15.0), (0.0, 0.0)));
+    assert_eq!(server_count(&registry, "PUT", 200, "/b"), 1.0);
+    capture.handle(&[record(Send, pid, 5, 6, b"0\r\n\r\n")], &discovery);
+    assert_eq!(body("PUT", 200, "/b"), ((1.0, 15.0), (1.0, 13.0)));
+
+    capture.handle(
+        &[
+            // HEAD: no body whatever the head declares; a request without length has none either.
+            record(Receive, pid, 5, 10, b"HEAD /c HTTP/1.1\r\n\r\n"),
+            record(
+                Send,
+                pid,
+                5,
+                11,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n",
+            ),
+            // Delimited by the close: 5 bytes with the head, 6 after, counted at the close.
+            record(Receive, pid, 5, 12, b"GET /d HTTP/1.0\r\n\r\n"),
+            record(Send, pid, 5, 13, b"HTTP/1.0 200 OK\r\n\r\nhello"),
+            record(Send, pid, 5, 14, b"world!"),
+        ],
+        &discovery,
+    );
+    assert_eq!(body("HEAD", 200, "/c"), ((1.0, 0.0), (1.0, 0.0)));
+    assert_eq!(body("GET", 200, "/d"), ((1.0, 0.0), (0.0, 0.0)));
+    capture.handle(&[record(Close, pid, 5, 15, b"")], &discovery);
+    assert_eq!(body("GET", 200, "/d"), ((1.0, 0.0), (1.0, 11.0)));
+
+    // A head longer than vigil captures: the request is counted, its body size is not observed.
+    let long_head = format!(
+        "POST /e HTTP/1.1\r\nCookie: {}\r\nContent-Length: 3\r\n\r\nabc",
+        "x".repeat(IO_DATA_MAX)
+    );
+    capture.handle(
+        &[
+            record(Receive, pid, 6, 20, long_head.as_bytes()),
+            record(Send, pid, 6, 21, b"HTTP/1.1 204 No Content\r\n\r\n"),
+        ],
+        &discovery,
+    );
+    assert_eq!(server_count(&registry, "POST", 204, "/e"), 1.0);
+    assert_eq!(body("POST", 204, "/e"), ((0.0, 0.0), (1.0, 0.0)));
+    assert_eq!(
+        sample(
+            &registry,
+            "vigil_http_unmeasured_bodies_total{side=\"server\"}"
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn client_body_sizes_and_a_response_body_ended_by_the_next_response() {
+    let (child, discovery, mut capture, registry) = setup("31.11", "1ms");
+    let pid = child.pid();
+    let body = |method, status| {
+        (
+            body_size(
+                &registry,
+                "http_client_request_body_size_bytes",
+                method,
+                status,
+                None,
+            ),
+            body_size(
+                &registry,
+                "http_client_response_body_size_bytes",
+                method,
+                status,
+                None,
+            ),
+        )
+    };
+    capture.handle(
+        &[
+            record(
+                Send,
+                pid,
+                8,
+                0,
+                b"POST /items HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+            ),
+            // A response without length on a kept-alive connection (a peer that never sends the
+            // terminating chunk): its body ends where the next response starts.
+            record(
+                Receive,
+                pid,
+                8,
+                1,
+                b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+            ),
+            record(Receive, pid, 8, 2, b"4\r\nabcd\r\n"),
+            record(Send, pid, 8, 3, b"GET /items/1 HTTP/1.1\r\n\r\n"),
+            record(
+                Receive,
+                pid,
+                8,
+                4,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{\"a\":1}",
+            ),
+        ],
+        &discovery,
+    );
+    assert_eq!(body("POST", 202), ((1.0, 5.0), (1.0, 17.0)));
+    assert_eq!(body("GET", 200), ((1.0, 0.0), (1.0, 7.0)));
 }

@@ -74,6 +74,10 @@ pub struct MetricsConfig {
     pub ttl: Duration,
     /// Route patterns tried before the id heuristic, e.g. `/users/{id}/orders/{order}`.
     pub routes: Vec<String>,
+    /// Upper bounds (seconds) of the `http_*_request_duration_seconds` buckets.
+    pub duration_buckets: Vec<f64>,
+    /// Upper bounds (bytes) of the `http_*_body_size_bytes` buckets.
+    pub body_size_buckets: Vec<f64>,
 }
 
 /// `web.*`: the admin HTTP server.
@@ -329,6 +333,21 @@ impl Config {
         if let Some(pattern) = self.metrics.routes.iter().find(|p| !p.starts_with('/')) {
             let key = "metrics.routes";
             return Err(origins.invalid(key, format!("{key}: {pattern:?} does not start with /")));
+        }
+        for (key, buckets) in [
+            ("metrics.duration_buckets", &self.metrics.duration_buckets),
+            ("metrics.body_size_buckets", &self.metrics.body_size_buckets),
+        ] {
+            let increasing = buckets.windows(2).all(|pair| pair[0] < pair[1]);
+            if buckets.is_empty()
+                || !increasing
+                || buckets.iter().any(|b| !b.is_finite() || *b < 0.0)
+            {
+                return Err(origins.invalid(
+                    key,
+                    format!("{key} must be non-negative, finite and strictly increasing, got {buckets:?}"),
+                ));
+            }
         }
         if self.metrics.max_routes_per_service == 0 {
             let key = "metrics.max_routes_per_service";

@@ -26,8 +26,8 @@ use aya::{
 };
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use vigil_common::{
-    CAPTURE_ON_LISTEN_GLOBAL, IO_EVENTS_MAP, IoEvent, IoEventKind, LOST_EVENTS_MAP, LostSource,
-    PROCESS_EVENTS_MAP, PROCESS_LAYOUT_GLOBAL, ProcessEvent, ProcessEventKind,
+    CAPTURE_ON_LISTEN_GLOBAL, IO_EVENTS_MAP, IoEventHeader, IoEventKind, LOST_EVENTS_MAP,
+    LostSource, PROCESS_EVENTS_MAP, PROCESS_LAYOUT_GLOBAL, ProcessEvent, ProcessEventKind,
     SYSCALL_LAYOUT_GLOBAL, SyscallLayout, TRACKED_BY_DISCOVERY, TRACKED_TGIDS_MAP, io,
     process::{EXIT_GROUP_DEAD, EXIT_GROUP_DEAD_UNKNOWN, programs},
 };
@@ -377,6 +377,47 @@ impl KernelEvents {
 #[cfg(test)]
 mod tests;
 
+/// One transfer (or close) of an instrumented process, read from an I/O record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IoRecord {
+    pub kind: IoEventKind,
+    /// Thread-group id (host pid) of the process.
+    pub tgid: u32,
+    pub fd: u32,
+    /// `bpf_ktime_get_boot_ns` when the syscall returned (entered, for a close).
+    pub boot_time_ns: u64,
+    /// Bytes transferred.
+    pub length: u64,
+    /// The first bytes transferred: all of them, or the first `IO_DATA_MAX`.
+    pub data: Vec<u8>,
+}
+
+impl IoRecord {
+    /// Whether the transfer moved more bytes than `data` holds.
+    pub fn is_truncated(&self) -> bool {
+        self.length > self.data.len() as u64
+    }
+
+    /// Reads a record as the kernel wrote it (an `IoEventHeader`, then data); `None` if it is malformed.
+    fn parse(record: &[u8]) -> Option<IoRecord> {
+        let header_size = size_of::<IoEventHeader>();
+        if record.len() < header_size {
+            return None;
+        }
+        // SAFETY: the record is at least as long as an IoEventHeader, a plain-old-data type.
+        let header = unsafe { std::ptr::read_unaligned(record.as_ptr().cast::<IoEventHeader>()) };
+        let data = record.get(header_size..header_size + header.captured as usize)?;
+        Some(IoRecord {
+            kind: IoEventKind::from_u32(header.kind)?,
+            tgid: header.tgid,
+            fd: header.fd,
+            boot_time_ns: header.boot_time_ns,
+            length: header.length,
+            data: data.to_vec(),
+        })
+    }
+}
+
 /// The receiving end of the `IO_EVENTS` ring buffer (lost records are counted by [`KernelEvents`]).
 pub struct IoEvents {
     ring: RingBuf<MapData>,
@@ -385,24 +426,17 @@ pub struct IoEvents {
 
 impl IoEvents {
     /// Appends every record the kernel submitted since the last call to `into`.
-    pub fn drain(&mut self, into: &mut Vec<IoEvent>) {
+    pub fn drain(&mut self, into: &mut Vec<IoRecord>) {
         while let Some(record) = self.ring.next() {
-            let event = (record.len() >= size_of::<IoEvent>())
-                // SAFETY: the record is at least as long as an IoEvent, a plain-old-data type.
-                .then(|| unsafe { std::ptr::read_unaligned(record.as_ptr().cast::<IoEvent>()) });
-            let label = match event
-                .as_ref()
-                .and_then(|event| IoEventKind::from_u32(event.kind))
-            {
+            let record = IoRecord::parse(&record);
+            let label = match record.as_ref().map(|record| record.kind) {
                 Some(IoEventKind::Receive) => "receive",
                 Some(IoEventKind::Send) => "send",
                 Some(IoEventKind::Close) => "close",
                 None => "malformed",
             };
             self.metrics.io_events.with_label_values(&[label]).inc();
-            if let Some(event) = event.filter(|_| label != "malformed") {
-                into.push(event);
-            }
+            into.extend(record);
         }
     }
 }

@@ -73,3 +73,50 @@ fn decodes_whole_records_only() {
     assert_eq!(decode(&shifted[1..]), Some(original));
     assert_eq!(decode(&bytes[..bytes.len() - 1]), None);
 }
+
+/// An I/O record as the kernel writes it: a header, then a data area of `capacity` bytes.
+fn io_record_bytes(kind: u32, captured: u32, length: u64, capacity: usize) -> Vec<u8> {
+    let header = IoEventHeader {
+        kind,
+        tgid: 7,
+        fd: 3,
+        captured,
+        boot_time_ns: 9,
+        length,
+    };
+    // SAFETY: a `#[repr(C)]` struct of integers with no padding, viewed as bytes.
+    let mut bytes = unsafe {
+        std::slice::from_raw_parts(
+            (&header as *const IoEventHeader).cast::<u8>(),
+            size_of::<IoEventHeader>(),
+        )
+    }
+    .to_vec();
+    bytes.extend((0..capacity).map(|index| index as u8));
+    bytes
+}
+
+#[test]
+fn io_records_of_every_size_are_read_and_malformed_ones_refused() {
+    use vigil_common::io::{IO_DATA_CLASSES, IO_DATA_MAX};
+
+    let small = IoRecord::parse(&io_record_bytes(1, 5, 5, IO_DATA_CLASSES[0])).unwrap();
+    assert_eq!(small.kind, IoEventKind::Receive);
+    assert_eq!((small.tgid, small.fd, small.boot_time_ns), (7, 3, 9));
+    assert_eq!(small.data, [0, 1, 2, 3, 4]);
+    assert!(!small.is_truncated());
+    let large =
+        IoRecord::parse(&io_record_bytes(2, IO_DATA_MAX as u32, 5000, IO_DATA_MAX)).unwrap();
+    assert_eq!(large.data.len(), IO_DATA_MAX);
+    assert!(large.is_truncated());
+    // More data claimed than the record holds, an unknown kind, a record shorter than a header.
+    assert_eq!(
+        IoRecord::parse(&io_record_bytes(1, 200, 200, IO_DATA_CLASSES[0])),
+        None
+    );
+    assert_eq!(
+        IoRecord::parse(&io_record_bytes(9, 1, 1, IO_DATA_CLASSES[0])),
+        None
+    );
+    assert_eq!(IoRecord::parse(&io_record_bytes(1, 0, 0, 0)[..8]), None);
+}
