@@ -3,7 +3,14 @@
 in-process instrumentation (prom-client middleware).
 
 One invocation runs the variants interleaved, ROUNDS times each (so that a machine getting
-slower or faster affects them alike), each round a fresh node server under wrk with keep-alive:
+slower or faster affects them alike), each round a fresh node server under each of two keep-alive
+loads (C connections):
+
+  saturating  wrk, as fast as the server answers
+  fixed rate  h2load --h1 at RATE requests/s in all, the same work for every variant (under saturation
+              a slower load generator changes how many requests the server handles per wakeup)
+
+and the variants:
 
   plain       the server, no vigil running
   vigil-idle  the server, vigil running with its probes attached but selecting another port: what the
@@ -11,11 +18,14 @@ slower or faster affects them alike), each round a fresh node server under wrk w
   vigil       the same server, captured by a running vigil (release build)
   prom-client the server with a prom-client histogram observing every request, no vigil
 
-and prints, per variant, the server's CPU time per request (median over rounds), the ratios to plain,
-vigil's own CPU time per captured request, vigil's RSS, and the difference between the requests wrk
-completed and those vigil counted. No assertion: figures only. Needs root (vigil loads eBPF).
+and prints, per load and variant, the server's CPU time per request (median over rounds), the ratios to
+plain, vigil's own CPU time per captured request, vigil's RSS, and the difference between the requests
+the load generator completed and those vigil counted. A last saturating run with the kernel's BPF run
+statistics on (kernel.bpf_stats_enabled, which costs some time itself, so it is not one of the timed
+rounds) prints the time vigil's eBPF programs ran per request, for the server and the load generator.
+No assertion: figures only. Needs root (vigil loads eBPF).
 
-Usage: scripts/bench-http.py [--rounds N] [--seconds S] [--connections C]
+Usage: scripts/bench-http.py [--rounds N] [--seconds S] [--connections C] [--rate R]
 """
 
 import argparse
@@ -119,34 +129,39 @@ def start_vigil(server_port, capture):
     return vigil, admin_port
 
 
-def run_wrk(port, seconds, connections):
-    output = subprocess.run(
-        ["taskset", "-c", OTHER_CPUS, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", f"http://127.0.0.1:{port}/users/1"],
-        check=True, capture_output=True, text=True,
-    ).stdout
-    return int(re.search(r"(\d+) requests in", output).group(1))
+def run_load(load, port, seconds, connections, rate):
+    """Runs a load against the server; returns the requests it completed."""
+    url = f"http://127.0.0.1:{port}/users/1"
+    if load == "saturating":
+        command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url]
+        pattern = r"(\d+) requests in"
+    else:
+        command = ["h2load", "--h1", f"-c{connections}", f"--rps={rate / connections:g}", f"-D{seconds}", url]
+        pattern = r"(\d+) succeeded"
+    output = subprocess.run(["taskset", "-c", OTHER_CPUS, *command], check=True, capture_output=True, text=True).stdout
+    return int(re.search(pattern, output).group(1))
 
 
-def one_round(variant, seconds, connections):
+def one_round(variant, load, args):
     port = free_port()
     server = start_server(port, prom_client=(variant == "prom-client"))
     vigil = admin_port = None
     try:
         if variant in ("vigil", "vigil-idle"):
             vigil, admin_port = start_vigil(port, capture=(variant == "vigil"))
-        run_wrk(port, 1, connections)  # warm-up: JIT, connection setup
+        run_load("saturating", port, 1, args.connections, args.rate)  # warm-up: JIT, connection setup
         time.sleep(0.3)  # vigil drains the warm-up's records
         capturing = variant == "vigil"
         counted_before = captured_requests(admin_port, "node") if capturing else 0
         server_cpu, vigil_cpu = cpu_seconds(server.pid), vigil and cpu_seconds(vigil.pid)
-        requests = run_wrk(port, seconds, connections)
+        requests = run_load(load, port, args.seconds, args.connections, args.rate)
         server_cpu = cpu_seconds(server.pid) - server_cpu
         result = {"requests": requests, "server_us": server_cpu * 1e6 / requests}
         if capturing:
             time.sleep(0.3)  # one drain interval and more
             result["vigil_us"] = (cpu_seconds(vigil.pid) - vigil_cpu) * 1e6 / requests
             result["rss_mib"] = rss_mib(vigil.pid)
-            # wrk does not count the responses in flight when it stops; the server served them.
+            # A load generator does not count the responses in flight when it stops; the server served them.
             result["counted_minus_completed"] = captured_requests(admin_port, "node") - counted_before - requests
         return result
     finally:
@@ -157,11 +172,52 @@ def one_round(variant, seconds, connections):
         server.wait()
 
 
+def program_runs(pid):
+    """(run_time_ns, run_cnt) summed over the eBPF programs process `pid` holds (fdinfo of its program fds)."""
+    time_ns = count = 0
+    fd_dir = f"/proc/{pid}/fdinfo"
+    for fd in os.listdir(fd_dir):
+        try:
+            with open(os.path.join(fd_dir, fd)) as f:
+                info = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+        except OSError:
+            continue
+        if "prog_type" in info:
+            time_ns += int(info.get("run_time_ns", "0"))
+            count += int(info.get("run_cnt", "0"))
+    return time_ns, count
+
+
+def probe_time(args):
+    """eBPF program time per request under saturating load, with the kernel's BPF statistics on."""
+    stats = "/proc/sys/kernel/bpf_stats_enabled"
+    with open(stats) as f:
+        previous = f.read().strip()
+    port = free_port()
+    server = start_server(port, prom_client=False)
+    vigil, _ = start_vigil(port, capture=True)
+    try:
+        with open(stats, "w") as f:
+            f.write("1")
+        before = program_runs(vigil.pid)
+        requests = run_load("saturating", port, args.seconds, args.connections, args.rate)
+        after = program_runs(vigil.pid)
+        return (after[0] - before[0]) / requests, (after[1] - before[1]) / requests
+    finally:
+        with open(stats, "w") as f:
+            f.write(previous)
+        vigil.send_signal(signal.SIGTERM)
+        vigil.wait()
+        server.kill()
+        server.wait()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=10)
+    parser.add_argument("--rate", type=int, default=20000, help="requests/s of the fixed-rate load")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root: vigil loads eBPF programs")
@@ -170,29 +226,38 @@ def main():
         subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=WORKLOAD, check=True)
 
     variants = ["plain", "vigil-idle", "vigil", "prom-client"]
-    results = {variant: [] for variant in variants}
+    loads = ["saturating", "fixed rate"]
+    results = {(load, variant): [] for load in loads for variant in variants}
     for round_number in range(1, args.rounds + 1):
-        for variant in variants:
-            result = one_round(variant, args.seconds, args.connections)
-            results[variant].append(result)
-            extra = ""
-            if variant == "vigil":
-                extra = (f"  vigil {result['vigil_us']:.2f} µs/req, RSS {result['rss_mib']:.1f} MiB, "
-                         f"counted - completed {result['counted_minus_completed']:+d}")
-            print(f"round {round_number} {variant:12} {result['requests'] / args.seconds:8.0f} req/s  "
-                  f"server {result['server_us']:.2f} µs/req{extra}", flush=True)
+        for load in loads:
+            for variant in variants:
+                result = one_round(variant, load, args)
+                results[(load, variant)].append(result)
+                extra = ""
+                if variant == "vigil":
+                    extra = (f"  vigil {result['vigil_us']:.2f} µs/req, RSS {result['rss_mib']:.1f} MiB, "
+                             f"counted - completed {result['counted_minus_completed']:+d}")
+                print(f"round {round_number} {load:10} {variant:12} {result['requests'] / args.seconds:8.0f} req/s  "
+                      f"server {result['server_us']:.2f} µs/req{extra}", flush=True)
 
-    median = {v: statistics.median(r["server_us"] for r in results[v]) for v in variants}
-    vigil_rounds = results["vigil"]
+    for load in loads:
+        median = {v: statistics.median(r["server_us"] for r in results[(load, v)]) for v in variants}
+        vigil_rounds = results[(load, "vigil")]
+        how = "wrk" if load == "saturating" else f"h2load {args.rate} req/s"
+        print()
+        print(f"{load}: server CPU per request (median of {args.rounds} rounds, {how}, "
+              f"{args.connections} keep-alive connections, {args.seconds} s):")
+        for variant in variants:
+            print(f"  {variant:12} {median[variant]:6.2f} µs   ×{median[variant] / median['plain']:.2f} of plain")
+        print(f"  vigil's own CPU per captured request: "
+              f"{statistics.median(r['vigil_us'] for r in vigil_rounds):.2f} µs (median)")
+        print(f"  vigil RSS: {max(r['rss_mib'] for r in vigil_rounds):.1f} MiB (max)")
+        print(f"  requests/s with vigil: {statistics.median(r['requests'] for r in vigil_rounds) / args.seconds:.0f} (median)")
+        print("  counted - completed per vigil round (in-flight responses the load generator did not count; "
+              "negative = lost): " + ", ".join(f"{r['counted_minus_completed']:+d}" for r in vigil_rounds))
+    time_ns, runs = probe_time(args)
     print()
-    print(f"server CPU per request (median of {args.rounds} rounds, wrk -c{args.connections} keep-alive, {args.seconds} s):")
-    for variant in variants:
-        print(f"  {variant:12} {median[variant]:6.2f} µs   ×{median[variant] / median['plain']:.2f} of plain")
-    print(f"vigil's own CPU per captured request: {statistics.median(r['vigil_us'] for r in vigil_rounds):.2f} µs (median)")
-    print(f"vigil RSS: {max(r['rss_mib'] for r in vigil_rounds):.1f} MiB (max)")
-    print(f"requests/s with vigil: {statistics.median(r['requests'] for r in vigil_rounds) / args.seconds:.0f} (median)")
-    print("counted - completed per vigil round (in-flight responses wrk did not count; negative = lost): "
-          + ", ".join(f"{r['counted_minus_completed']:+d}" for r in vigil_rounds))
+    print(f"eBPF programs per request (saturating, statistics on): {time_ns:.0f} ns in {runs:.1f} runs")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ declare -A build_packages=(
 declare -A test_packages=(
   [prometheus]=/usr/bin/promtool
   [wrk]=/usr/bin/wrk
+  # h2load: the benchmark's fixed-rate HTTP/1.1 load (--rps).
+  [nghttp2-client]=/usr/bin/h2load
   [procps]=/usr/bin/pgrep
   # Node 20 and npm ship with this machine image; on a machine without them Debian's nodejs/npm stand in.
   [nodejs]=/usr/bin/node

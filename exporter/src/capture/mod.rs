@@ -651,7 +651,12 @@ impl Capture {
                     }
                 }
                 gone_or_unselected => {
-                    let dropped = self.held.remove(&tgid).map_or(0, |held| held.len());
+                    // Requests, not the late response body sizes held with them.
+                    let dropped = self.held.remove(&tgid).map_or(0, |held| {
+                        held.iter()
+                            .filter(|held| matches!(held.measure, Measure::Request { .. }))
+                            .count()
+                    });
                     self.metrics
                         .dropped
                         .with_label_values(&[drop_reason(&gone_or_unselected)])
