@@ -5,10 +5,18 @@
 pub mod programs {
     /// `syscalls/sys_exit_{read,recvfrom}`: records the bytes received.
     pub const RECEIVE_EXIT: &str = "vigil_receive_exit";
+    /// `syscalls/sys_exit_readv`: records the bytes received, from the first buffer of the vector.
+    pub const RECEIVEV_EXIT: &str = "vigil_receivev_exit";
+    /// `syscalls/sys_exit_recvmsg`: records the bytes received, from the first buffer of the message.
+    pub const RECEIVEMSG_EXIT: &str = "vigil_receivemsg_exit";
     /// `syscalls/sys_exit_{write,sendto}`: records the bytes sent from one buffer.
     pub const SEND_EXIT: &str = "vigil_send_exit";
     /// `syscalls/sys_exit_writev`: records the bytes sent, from the first buffer of the vector.
     pub const SENDV_EXIT: &str = "vigil_sendv_exit";
+    /// `syscalls/sys_exit_sendmsg`: records the bytes sent, from the first buffer of the message.
+    pub const SENDMSG_EXIT: &str = "vigil_sendmsg_exit";
+    /// `syscalls/sys_exit_sendfile64`: records how many bytes were sent from a file (no data).
+    pub const SENDFILE_EXIT: &str = "vigil_sendfile_exit";
     /// `syscalls/sys_enter_close`: records that an fd of an instrumented process was closed.
     pub const CLOSE: &str = "vigil_close";
 }

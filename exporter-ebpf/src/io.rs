@@ -1,13 +1,20 @@
 //! Socket I/O of instrumented processes: the first bytes of every read and write, for user space to
 //! recognise and pair HTTP/1.x requests and responses.
 //!
-//! Hooks (syscall exit tracepoints; this kernel refuses kprobes and fentry):
-//! - `syscalls/sys_exit_{read,recvfrom}` → [`vigil_receive_exit`], `syscalls/sys_exit_{write,sendto}` →
-//!   [`vigil_send_exit`], `syscalls/sys_exit_writev` → [`vigil_sendv_exit`]: when the call moved bytes,
-//!   submit an `IoEvent` with the first bytes moved, up to `IO_DATA_MAX` (from the first iovec for
-//!   `writev`), in the smallest record of `IO_DATA_CLASSES` they fit in. The fd and buffer are read from the task's saved user registers
-//!   (`bpf_task_pt_regs`), so there is no enter hook and no map of calls in flight: one program run per
-//!   syscall.
+//! Hooks (syscall exit tracepoints; this kernel refuses kprobes and fentry), each submitting, when the
+//! call moved bytes, an `IoEvent` with the first bytes moved (up to `IO_DATA_MAX`, in the smallest
+//! record of `IO_DATA_CLASSES` they fit in):
+//! - `syscalls/sys_exit_{read,recvfrom}` → [`vigil_receive_exit`], `sys_exit_readv` →
+//!   [`vigil_receivev_exit`] (first iovec), `sys_exit_recvmsg` → [`vigil_receivemsg_exit`] (first
+//!   iovec of the message);
+//! - `syscalls/sys_exit_{write,sendto}` → [`vigil_send_exit`], `sys_exit_writev` → [`vigil_sendv_exit`],
+//!   `sys_exit_sendmsg` → [`vigil_sendmsg_exit`], `sys_exit_sendfile64` → [`vigil_sendfile_exit`] (the
+//!   length only: the bytes come from a file, they are body bytes).
+//!
+//! The fd and buffer are read from the task's saved user registers (`bpf_task_pt_regs`), so there is no
+//! enter hook and no map of calls in flight: one program run per syscall. No `accept`/`connect` hook
+//! either: a connection is known by its first request or response, which also adopts connections
+//! opened before vigil started.
 //! - `syscalls/sys_enter_close` → [`vigil_close`]: an instrumented process closed an fd, so user space
 //!   forgets the connection before the fd number is reused.
 //!
@@ -64,21 +71,61 @@ fn is_tracked(tgid: u32) -> bool {
     unsafe { TRACKED_TGIDS.get(&tgid) }.is_some()
 }
 
+/// Where the bytes a syscall moved are, from its second argument.
+#[derive(Clone, Copy)]
+enum Data {
+    /// A buffer (`read`, `write`, `recvfrom`, `sendto`).
+    Buffer,
+    /// An array of `struct iovec` (`readv`, `writev`): its first buffer.
+    Iovec,
+    /// A `struct user_msghdr` (`recvmsg`, `sendmsg`): the first buffer of its `msg_iov`.
+    Message,
+    /// None to copy (`sendfile`: from a file): the length only.
+    Nothing,
+}
+
+/// Offset of `msg_iov` in `struct user_msghdr` (after `void *msg_name; int msg_namelen;` and padding).
+const MSGHDR_IOV_OFFSET: u64 = 16;
+
 #[tracepoint]
 pub fn vigil_receive_exit(ctx: TracePointContext) -> u32 {
-    finish(&ctx, IoEventKind::Receive, false);
+    finish(&ctx, IoEventKind::Receive, Data::Buffer);
+    0
+}
+
+#[tracepoint]
+pub fn vigil_receivev_exit(ctx: TracePointContext) -> u32 {
+    finish(&ctx, IoEventKind::Receive, Data::Iovec);
+    0
+}
+
+#[tracepoint]
+pub fn vigil_receivemsg_exit(ctx: TracePointContext) -> u32 {
+    finish(&ctx, IoEventKind::Receive, Data::Message);
     0
 }
 
 #[tracepoint]
 pub fn vigil_send_exit(ctx: TracePointContext) -> u32 {
-    finish(&ctx, IoEventKind::Send, false);
+    finish(&ctx, IoEventKind::Send, Data::Buffer);
     0
 }
 
 #[tracepoint]
 pub fn vigil_sendv_exit(ctx: TracePointContext) -> u32 {
-    finish(&ctx, IoEventKind::Send, true);
+    finish(&ctx, IoEventKind::Send, Data::Iovec);
+    0
+}
+
+#[tracepoint]
+pub fn vigil_sendmsg_exit(ctx: TracePointContext) -> u32 {
+    finish(&ctx, IoEventKind::Send, Data::Message);
+    0
+}
+
+#[tracepoint]
+pub fn vigil_sendfile_exit(ctx: TracePointContext) -> u32 {
+    finish(&ctx, IoEventKind::Send, Data::Nothing);
     0
 }
 
@@ -114,8 +161,16 @@ fn fd_and_buffer(layout: &SyscallLayout) -> Option<(u64, u64)> {
     }
 }
 
+/// The first buffer of an array of `struct iovec { void *iov_base; size_t iov_len; }`, and how many of
+/// the `moved` bytes it holds.
+fn first_iovec(iovec: u64, moved: u64) -> Option<(u64, u64)> {
+    // SAFETY: a read of user memory through the fault-tolerant helper.
+    let [base, len] = unsafe { bpf_probe_read_user(iovec as *const [u64; 2]) }.ok()?;
+    Some((base, len.min(moved)))
+}
+
 /// At a syscall's exit: submits what the call moved, for an instrumented process.
-fn finish(ctx: &TracePointContext, kind: IoEventKind, vectored: bool) {
+fn finish(ctx: &TracePointContext, kind: IoEventKind, data: Data) {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !is_tracked((pid_tgid >> 32) as u32) {
         return;
@@ -135,16 +190,19 @@ fn finish(ctx: &TracePointContext, kind: IoEventKind, vectored: bool) {
     let Some((fd, buffer)) = fd_and_buffer(&layout) else {
         return;
     };
-    let (source, available) = if vectored {
-        // `struct iovec { void *iov_base; size_t iov_len; }`: the first buffer of the vector.
-        // SAFETY: a read of user memory through the fault-tolerant helper.
-        match unsafe { bpf_probe_read_user(buffer as *const [u64; 2]) } {
-            Ok([base, len]) => (base, len.min(moved as u64)),
-            Err(_) => return,
+    let moved_bytes = moved as u64;
+    let source = match data {
+        Data::Buffer => Some((buffer, moved_bytes)),
+        Data::Iovec => first_iovec(buffer, moved_bytes),
+        Data::Message => {
+            // SAFETY: a read of user memory through the fault-tolerant helper.
+            let iovec = unsafe { bpf_probe_read_user((buffer + MSGHDR_IOV_OFFSET) as *const u64) };
+            iovec.ok().and_then(|iovec| first_iovec(iovec, moved_bytes))
         }
-    } else {
-        (buffer, moved as u64)
+        Data::Nothing => Some((0, 0)),
     };
+    // A vector vigil could not read: the length still counts (body sizes), without data.
+    let (source, available) = source.unwrap_or((0, 0));
     submit(
         kind,
         (pid_tgid >> 32) as u32,

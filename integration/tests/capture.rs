@@ -548,6 +548,91 @@ fn body_sizes_match_what_a_real_node_server_was_sent_and_answered() {
     );
 }
 
+/// The Python server of `vectored_server.py` in a pod, moving its bytes with the syscalls `io` names.
+fn vectored_server_pod(port: u16, io: &str) -> Pod {
+    let mut pod = Pod::start("python3", &["-u", "vectored_server.py"], |command| {
+        command
+            .current_dir(workspace().join("integration/workloads/python"))
+            .env("PORT", port.to_string())
+            .env("IO", io);
+    });
+    assert_eq!(pod.read_line(), format!("listening {port}"));
+    pod
+}
+
+#[test]
+fn recvmsg_sendmsg_readv_and_sendfile_servers_are_captured_with_their_body_sizes() {
+    if !require_root(
+        "recvmsg_sendmsg_readv_and_sendfile_servers_are_captured_with_their_body_sizes",
+    ) {
+        return;
+    }
+    let vigil = Vigil::start(POD_LISTENERS);
+    // recvmsg / sendmsg (head and body in two buffers of one call), kept alive.
+    let port = free_port();
+    let msg_pod = vectored_server_pod(port, "msg");
+    // The service name is the executable's file name (python3.N, wherever `python3` led).
+    let service = msg_pod
+        .host_pids()
+        .into_iter()
+        .filter_map(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).ok())
+        .filter_map(|exe| Some(exe.file_name()?.to_str()?.to_owned()))
+        .find(|name| name.starts_with("python"))
+        .expect("the python process of the pod");
+    let server_totals = |sample: &str| {
+        totals(
+            &vigil,
+            sample,
+            &service,
+            "http_route",
+            "http_response_status_code",
+        )
+    };
+    wait_captured(&vigil, port);
+    let mut keep_alive =
+        std::io::BufReader::new(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    let mut answered = 0;
+    for _ in 0..200 {
+        let (status, body) = http_client::exchange_with_body(
+            &mut keep_alive,
+            &format!("GET /msg HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"),
+        );
+        assert_eq!(status, 200);
+        answered += body;
+    }
+    // readv / send + sendfile, the body delimited by the close: its size is counted from sendfile.
+    let port = free_port();
+    let _vector = vectored_server_pod(port, "vector");
+    wait_captured(&vigil, port);
+    for _ in 0..50 {
+        let mut once =
+            std::io::BufReader::new(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+        let (status, body) = http_client::exchange_with_body(
+            &mut once,
+            &format!("GET /vector HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"),
+        );
+        assert_eq!(status, 200);
+        answered += body;
+    }
+    let requests = BTreeMap::from([
+        (("/msg".to_owned(), "200".to_owned()), 200),
+        (("/vector".to_owned(), "200".to_owned()), 50),
+    ]);
+    assert_counts_settle(&requests, || {
+        server_totals("http_server_request_duration_seconds_count")
+    });
+    // Response bodies end at the close of the sendfile connections: wait for all of them.
+    let response_bodies = || server_totals("http_server_response_body_size_bytes_count");
+    assert!(
+        eventually(Duration::from_secs(10), || response_bodies() == requests),
+        "{:?}",
+        response_bodies()
+    );
+    let sizes = server_totals("http_server_response_body_size_bytes_sum");
+    assert_eq!(sizes.values().sum::<u64>(), answered, "{sizes:?}");
+    assert_eq!(answered, 250 * 3000);
+}
+
 #[test]
 fn requests_pipelined_in_one_write_are_each_counted() {
     if !require_root("requests_pipelined_in_one_write_are_each_counted") {

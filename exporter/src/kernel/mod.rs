@@ -64,16 +64,20 @@ const PROCESS_PROGRAMS: [(&str, &str, &str); 5] = [
 ];
 
 /// The I/O capture programs and the `syscalls/*` tracepoints each one is attached to.
-const IO_PROGRAMS: [(&str, &[&str]); 4] = [
+const IO_PROGRAMS: [(&str, &[&str]); 8] = [
     (
         io::programs::RECEIVE_EXIT,
         &["sys_exit_read", "sys_exit_recvfrom"],
     ),
+    (io::programs::RECEIVEV_EXIT, &["sys_exit_readv"]),
+    (io::programs::RECEIVEMSG_EXIT, &["sys_exit_recvmsg"]),
     (
         io::programs::SEND_EXIT,
         &["sys_exit_write", "sys_exit_sendto"],
     ),
     (io::programs::SENDV_EXIT, &["sys_exit_writev"]),
+    (io::programs::SENDMSG_EXIT, &["sys_exit_sendmsg"]),
+    (io::programs::SENDFILE_EXIT, &["sys_exit_sendfile64"]),
     (io::programs::CLOSE, &["sys_enter_close"]),
 ];
 
