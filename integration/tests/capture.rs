@@ -159,6 +159,68 @@ fn node_server_requests_are_counted_exactly_by_route_and_status() {
 }
 
 #[test]
+fn wrk_keep_alive_load_is_counted_with_its_status_mix() {
+    if !require_root("wrk_keep_alive_load_is_counted_with_its_status_mix") {
+        return;
+    }
+    let vigil = Vigil::start(POD_LISTENERS);
+    let port = free_port();
+    let _pod = node_server_pod(port);
+    wait_captured(&vigil, port);
+    let connections = 8;
+    let output = std::process::Command::new("wrk")
+        .args(["-t1", &format!("-c{connections}"), "-d3s", "-s"])
+        .arg(workspace().join("integration/workloads/wrk/statuses.lua"))
+        .arg(format!("http://127.0.0.1:{port}"))
+        .args(["--", "/users/1", "/missing/page", "/fail", "/users/2"])
+        .output()
+        .expect("running wrk");
+    assert!(output.status.success(), "wrk: {output:?}");
+    let report = String::from_utf8(output.stdout).unwrap();
+    let completed: BTreeMap<String, u64> = report
+        .lines()
+        .filter_map(|line| {
+            let (status, count) = line.split_once('=')?;
+            Some((status.to_owned(), count.parse().ok()?))
+        })
+        .collect();
+    assert_eq!(
+        completed.keys().collect::<Vec<_>>(),
+        ["200", "404", "500"],
+        "{report}"
+    );
+    let by_status = || {
+        let mut by_status = BTreeMap::<String, u64>::new();
+        for ((_, status), count) in server_counts(&vigil, "node") {
+            *by_status.entry(status).or_default() += count;
+        }
+        by_status
+    };
+    // wrk does not count the responses in flight when it stops (at most one per connection); the
+    // server answered them and vigil counts them.
+    let in_flight = |counted: &BTreeMap<String, u64>| {
+        let statuses_match = counted.keys().eq(completed.keys());
+        let extra: Vec<i64> = completed
+            .iter()
+            .map(|(status, count)| counted.get(status).copied().unwrap_or(0) as i64 - *count as i64)
+            .collect();
+        (statuses_match && extra.iter().all(|extra| *extra >= 0))
+            .then(|| extra.iter().sum::<i64>())
+            .filter(|sum| *sum <= connections)
+    };
+    let settled = eventually(Duration::from_secs(10), || {
+        in_flight(&by_status()).is_some()
+    });
+    let counted = by_status();
+    assert!(settled, "vigil {counted:?}\nwrk   {completed:?}");
+    println!(
+        "wrk: {} requests completed, vigil counted {} more (in flight when wrk stopped)",
+        completed.values().sum::<u64>(),
+        in_flight(&counted).unwrap()
+    );
+}
+
+#[test]
 fn python_http_server_requests_are_counted_exactly() {
     if !require_root("python_http_server_requests_are_counted_exactly") {
         return;
