@@ -92,6 +92,20 @@ fn node_server_pod(port: u16) -> Pod {
     pod
 }
 
+/// vigil selecting pods' listeners, and a node server in a pod it captures: (vigil, port, pod).
+fn captured_node_server() -> (Vigil, u16, Pod) {
+    let vigil = Vigil::start(POD_LISTENERS);
+    let port = free_port();
+    let pod = node_server_pod(port);
+    wait_captured(&vigil, port);
+    (vigil, port, pod)
+}
+
+/// A buffered connection to the server on `port`.
+fn connect(port: u16) -> std::io::BufReader<std::net::TcpStream> {
+    std::io::BufReader::new(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+}
+
 /// Waits until the process listening on `port` is captured (its filter entry is in place): requests
 /// sent between its `listen` and that moment (one drain interval) are not seen.
 fn wait_captured(vigil: &Vigil, port: u16) {
@@ -121,10 +135,7 @@ fn node_server_requests_are_counted_exactly_by_route_and_status() {
     if !require_root("node_server_requests_are_counted_exactly_by_route_and_status") {
         return;
     }
-    let vigil = Vigil::start(POD_LISTENERS);
-    let port = free_port();
-    let _pod = node_server_pod(port);
-    wait_captured(&vigil, port);
+    let (vigil, port, _pod) = captured_node_server();
     // The load starts while node is still provisional: its first requests are held, then published.
     let paths: Vec<String> = (0..50)
         .map(|n| format!("/users/{n}"))
@@ -163,10 +174,7 @@ fn wrk_keep_alive_load_is_counted_with_its_status_mix() {
     if !require_root("wrk_keep_alive_load_is_counted_with_its_status_mix") {
         return;
     }
-    let vigil = Vigil::start(POD_LISTENERS);
-    let port = free_port();
-    let _pod = node_server_pod(port);
-    wait_captured(&vigil, port);
+    let (vigil, port, _pod) = captured_node_server();
     let connections = 8;
     let output = std::process::Command::new("wrk")
         .args(["-t1", &format!("-c{connections}"), "-d3s", "-s"])
@@ -405,13 +413,9 @@ fn every_framing_case_pairs_with_a_real_node_server() {
     if !require_root("every_framing_case_pairs_with_a_real_node_server") {
         return;
     }
-    let vigil = Vigil::start(POD_LISTENERS);
-    let port = free_port();
-    let _pod = node_server_pod(port);
-    wait_captured(&vigil, port);
+    let (vigil, port, _pod) = captured_node_server();
     let host = format!("Host: 127.0.0.1:{port}\r\n");
-    let mut keep_alive =
-        std::io::BufReader::new(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    let mut keep_alive = connect(port);
     let mut exchange = |request: String| http_client::exchange(&mut keep_alive, &request);
     // One keep-alive connection through every kind of response framing.
     assert_eq!(
@@ -437,8 +441,7 @@ fn every_framing_case_pairs_with_a_real_node_server() {
         200
     );
     // HTTP/1.0: the streamed response is delimited by the server closing the connection.
-    let mut once =
-        std::io::BufReader::new(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    let mut once = connect(port);
     assert_eq!(
         http_client::exchange(&mut once, &format!("GET /stream HTTP/1.0\r\n{host}\r\n")),
         200
@@ -485,10 +488,7 @@ fn body_sizes_match_what_a_real_node_server_was_sent_and_answered() {
     if !require_root("body_sizes_match_what_a_real_node_server_was_sent_and_answered") {
         return;
     }
-    let vigil = Vigil::start(POD_LISTENERS);
-    let port = free_port();
-    let _pod = node_server_pod(port);
-    wait_captured(&vigil, port);
+    let (vigil, port, _pod) = captured_node_server();
     let host = format!("Host: 127.0.0.1:{port}\r\n");
     let chunked_upload = "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
     // (method, route, request, bytes of the request's body as sent), on one keep-alive connection.
@@ -573,16 +573,14 @@ fn body_sizes_match_what_a_real_node_server_was_sent_and_answered() {
         *response_bytes.entry(key.clone()).or_default() += answered;
         *requests_by_route.entry(key).or_default() += 1;
     };
-    let mut keep_alive =
-        std::io::BufReader::new(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    let mut keep_alive = connect(port);
     for (method, route, request, sent) in &requests {
         let (status, answered) = http_client::exchange_with_body(&mut keep_alive, request);
         assert!(status < 400, "{method} {route}: {status}");
         add(method, route, *sent, answered);
     }
     // HTTP/1.0: the streamed response is delimited by the server closing the connection.
-    let mut once =
-        std::io::BufReader::new(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    let mut once = connect(port);
     let (_, answered) =
         http_client::exchange_with_body(&mut once, &format!("GET /stream HTTP/1.0\r\n{host}\r\n"));
     add("GET", "/stream", 0, answered);
@@ -651,8 +649,7 @@ fn recvmsg_sendmsg_readv_and_sendfile_servers_are_captured_with_their_body_sizes
         )
     };
     wait_captured(&vigil, port);
-    let mut keep_alive =
-        std::io::BufReader::new(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    let mut keep_alive = connect(port);
     let mut answered = 0;
     for _ in 0..200 {
         let (status, body) = http_client::exchange_with_body(
@@ -667,8 +664,7 @@ fn recvmsg_sendmsg_readv_and_sendfile_servers_are_captured_with_their_body_sizes
     let _vector = vectored_server_pod(port, "vector");
     wait_captured(&vigil, port);
     for _ in 0..50 {
-        let mut once =
-            std::io::BufReader::new(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+        let mut once = connect(port);
         let (status, body) = http_client::exchange_with_body(
             &mut once,
             &format!("GET /vector HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"),
@@ -700,12 +696,8 @@ fn requests_pipelined_in_one_write_are_each_counted() {
     if !require_root("requests_pipelined_in_one_write_are_each_counted") {
         return;
     }
-    let vigil = Vigil::start(POD_LISTENERS);
-    let port = free_port();
-    let _pod = node_server_pod(port);
-    wait_captured(&vigil, port);
-    let mut connection =
-        std::io::BufReader::new(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    let (vigil, port, _pod) = captured_node_server();
+    let mut connection = connect(port);
     // Three short requests in one write (105 bytes: within what vigil captures of a read), ten times.
     let pipelined = "GET /users/1 HTTP/1.1\r\nHost: h\r\n\r\n".repeat(3);
     for _ in 0..10 {
