@@ -66,13 +66,25 @@ pub fn require_root(test: &str) -> bool {
     root
 }
 
-/// A free loopback port (closed again, so vigil can bind it).
+/// Ports handed out by [`free_port`]: below the kernel's default ephemeral range (32768–60999), so that
+/// no client connection takes one as its local port before the server listens on it.
+const TEST_PORTS: std::ops::Range<u32> = 20_000..32_000;
+
+/// A free loopback port for a server (checked by binding it, then closed again), never the same twice
+/// in one test process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HANDED_OUT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    // Test binaries run one after another: each starts elsewhere in the range.
+    let start = std::process::id().wrapping_mul(7_919);
+    for _ in 0..span {
+        let offset = HANDED_OUT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = (TEST_PORTS.start + start.wrapping_add(offset) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {TEST_PORTS:?}");
 }
 
 /// A running vigil, stopped with SIGTERM (then SIGKILL) when dropped.
