@@ -9,14 +9,14 @@
 //!   iovec of the message);
 //! - `syscalls/sys_exit_{write,sendto}` → [`vigil_send_exit`], `sys_exit_writev` → [`vigil_sendv_exit`],
 //!   `sys_exit_sendmsg` → [`vigil_sendmsg_exit`], `sys_exit_sendfile64` → [`vigil_sendfile_exit`] (the
-//!   length only: the bytes come from a file, they are body bytes).
+//!   length only: the bytes come from a file, they are body bytes);
+//! - `syscalls/sys_enter_close` → [`vigil_close`]: an instrumented process closed an fd, so user space
+//!   forgets the connection (and ends a body delimited by the close) before the fd number is reused.
 //!
 //! The fd and buffer are read from the task's saved user registers (`bpf_task_pt_regs`), so there is no
 //! enter hook and no map of calls in flight: one program run per syscall. No `accept`/`connect` hook
 //! either: a connection is known by its first request or response, which also adopts connections
 //! opened before vigil started.
-//! - `syscalls/sys_enter_close` → [`vigil_close`]: an instrumented process closed an fd, so user space
-//!   forgets the connection before the fd number is reused.
 //!
 //! Every program looks the current tgid up in `TRACKED_TGIDS` first and returns at once for every
 //! other process: the cost the rest of the node pays is one hash lookup per hooked syscall. Records go
