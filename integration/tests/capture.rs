@@ -262,8 +262,8 @@ fn python_http_server_requests_are_counted_exactly() {
     assert_eq!(pod.read_line(), format!("listening {port}"));
     wait_captured(&vigil, port);
     // Keep-alive (HTTP/1.1 with Content-Length; no Nagle delay between the head and body writes) for
-    // files; an error response closes the connection,
-    // so the 404s come one connection per request, as do a share of the 200s (recvfrom/sendto here).
+    // files; an error response closes the connection, so the 404s come one connection per request, as
+    // do a share of the 200s (recvfrom/sendto here).
     let mut tally = http_client::keep_alive_load(port, 4, 12_000, &["/index.html".to_owned()]);
     for n in 0..2_000 {
         let path = if n % 4 == 0 {
