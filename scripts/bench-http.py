@@ -247,8 +247,15 @@ def main():
         print()
         print(f"{load}: server CPU per request (median of {args.rounds} rounds, {how}, "
               f"{args.connections} keep-alive connections, {args.seconds} s):")
+        print("  (ratio of medians; in brackets the median of the per-round ratios, each against the plain run")
+        print("  of the same round, which the machine's drift between rounds affects less)")
         for variant in variants:
-            print(f"  {variant:12} {median[variant]:6.2f} µs   ×{median[variant] / median['plain']:.2f} of plain")
+            paired = statistics.median(
+                r["server_us"] / plain["server_us"]
+                for r, plain in zip(results[(load, variant)], results[(load, "plain")])
+            )
+            print(f"  {variant:12} {median[variant]:6.2f} µs   ×{median[variant] / median['plain']:.2f} of plain"
+                  f"   [×{paired:.2f}]")
         print(f"  vigil's own CPU per captured request: "
               f"{statistics.median(r['vigil_us'] for r in vigil_rounds):.2f} µs (median)")
         print(f"  vigil RSS: {max(r['rss_mib'] for r in vigil_rounds):.1f} MiB (max)")

@@ -50,7 +50,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use vigil_common::IoEventKind;
 
 use crate::{
@@ -83,10 +83,16 @@ struct SideFamilies {
 }
 
 impl SideFamilies {
+    /// Indexed by [`DURATION`], [`REQUEST_BODY`], [`RESPONSE_BODY`].
     fn all(&self) -> [&HistogramVec; 3] {
         [&self.duration, &self.request_body, &self.response_body]
     }
 }
+
+/// Indices of a side's families in [`SideFamilies::all`] and of a series' histograms.
+const DURATION: usize = 0;
+const REQUEST_BODY: usize = 1;
+const RESPONSE_BODY: usize = 2;
 
 /// The metric families of this stage.
 #[derive(Clone)]
@@ -366,6 +372,9 @@ struct Series {
     last_tgid: u32,
     /// Since when `last_tgid` has not been captured.
     gone_since: Option<Instant>,
+    /// Its histogram in each family of the side, got at its first observation there (looking a label
+    /// set up in a family hashes every value, once per series instead of once per request).
+    histograms: [Option<Histogram>; 3],
 }
 
 /// The capture state: connections in flight, requests held for provisional processes, and when each
@@ -804,53 +813,45 @@ impl Capture {
                 .chain(labels.values())
                 .collect(),
         };
-        let families = self.metrics.families(observation.side);
-        match observation.measure {
-            Measure::Request {
-                seconds,
-                request_body,
-                response_body,
-            } => {
-                families
-                    .duration
-                    .with_label_values(&values)
-                    .observe(seconds);
-                if let Some(bytes) = request_body {
-                    families
-                        .request_body
-                        .with_label_values(&values)
-                        .observe(bytes as f64);
-                }
-                if let Some(bytes) = response_body {
-                    families
-                        .response_body
-                        .with_label_values(&values)
-                        .observe(bytes as f64);
-                }
-            }
-            Measure::ResponseBody(bytes) => families
-                .response_body
-                .with_label_values(&values)
-                .observe(bytes as f64),
-        }
-
         let mut hasher = std::hash::DefaultHasher::new();
         std::hash::Hash::hash(&(observation.side, &values), &mut hasher);
         let now = Instant::now();
-        self.series
+        let series = self
+            .series
             .entry(std::hash::Hasher::finish(&hasher))
-            .and_modify(|series| {
-                series.last_update = now;
-                series.last_tgid = tgid;
-                series.gone_since = None;
-            })
             .or_insert_with(|| Series {
                 side: observation.side,
                 labels: values.iter().map(|value| value.to_string()).collect(),
                 last_update: now,
                 last_tgid: tgid,
                 gone_since: None,
+                histograms: [None, None, None],
             });
+        series.last_update = now;
+        series.last_tgid = tgid;
+        series.gone_since = None;
+        let families = self.metrics.families(observation.side).all();
+        let mut observe = |family: usize, value: f64| {
+            series.histograms[family]
+                .get_or_insert_with(|| families[family].with_label_values(&values))
+                .observe(value);
+        };
+        match observation.measure {
+            Measure::Request {
+                seconds,
+                request_body,
+                response_body,
+            } => {
+                observe(DURATION, seconds);
+                if let Some(bytes) = request_body {
+                    observe(REQUEST_BODY, bytes as f64);
+                }
+                if let Some(bytes) = response_body {
+                    observe(RESPONSE_BODY, bytes as f64);
+                }
+            }
+            Measure::ResponseBody(bytes) => observe(RESPONSE_BODY, bytes as f64),
+        }
     }
 }
 
