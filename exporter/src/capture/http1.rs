@@ -15,21 +15,30 @@ pub struct RequestHead {
     pub method: &'static str,
     /// The request target as sent (possibly cut at the captured length), query included.
     pub target: String,
+    /// Where the head ends and how its body is delimited, when the head was captured whole (and its
+    /// `Content-Length`, if any, is a number).
+    pub end: Option<HeadEnd>,
 }
 
-/// Parses the start of `data` as a request line. When the capture limit cut the transfer (`truncated`),
-/// a line that starts with a known method and a path still counts; otherwise (and always for an unknown
-/// method) the whole line with its `HTTP/1.x` is needed, so that arbitrary bytes are not taken for
-/// requests.
+/// Parses the start of `data` as a request line, and the rest of the head when it is all there. When
+/// the capture limit cut the transfer (`truncated`), a line that starts with a known method and a path
+/// still counts; otherwise (and always for an unknown method) the whole line with its `HTTP/1.x` is
+/// needed, so that arbitrary bytes are not taken for requests.
 pub fn parse_request(data: &[u8], truncated: bool) -> Option<RequestHead> {
-    let mut headers = [httparse::EMPTY_HEADER; 0];
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
-    // `TooManyHeaders` still fills in the request line.
-    let _ = request.parse(data);
+    // A head that is cut, or has too many or malformed headers, still fills in the request line.
+    let parsed = request.parse(data);
     if let (Some(method), Some(target), Some(_)) = (request.method, request.path, request.version) {
+        let end = match parsed {
+            Ok(httparse::Status::Complete(length)) => framing(request.headers, Framing::Length(0))
+                .map(|framing| HeadEnd { length, framing }),
+            _ => None,
+        };
         return Some(RequestHead {
             method: known_method(method),
             target: target.to_owned(),
+            end,
         });
     }
     if !truncated {
@@ -42,6 +51,7 @@ pub fn parse_request(data: &[u8], truncated: bool) -> Option<RequestHead> {
     target.starts_with('/').then(|| RequestHead {
         method,
         target: target.split(' ').next().unwrap_or(target).to_owned(),
+        end: None,
     })
 }
 
@@ -78,18 +88,6 @@ pub struct HeadEnd {
 
 /// Headers parsed per head; a head with more is treated as not captured whole.
 const MAX_HEADERS: usize = 64;
-
-/// The end and body framing of the request head at the start of `data`; `None` unless `data` holds the
-/// whole head (or its `Content-Length` is not a number).
-pub fn request_head_end(data: &[u8]) -> Option<HeadEnd> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut headers);
-    let httparse::Status::Complete(length) = request.parse(data).ok()? else {
-        return None;
-    };
-    let framing = framing(request.headers, Framing::Length(0))?;
-    Some(HeadEnd { length, framing })
-}
 
 /// The end and body framing of the response head at the start of `data`, from its headers only (the
 /// caller knows whether the request was `HEAD` or the status has no body); `None` unless `data` holds
@@ -134,20 +132,19 @@ pub struct Pipelined {
     pub head: RequestHead,
     /// Where its head starts in the transfer.
     pub offset: usize,
-    /// Its head's end, when captured whole.
-    pub end: Option<HeadEnd>,
 }
 
-/// The requests pipelined after the first one in `data` (several requests sent in one transfer), as far
-/// as the captured bytes show them: each head before them must be complete, and a body is skipped by
-/// its `Content-Length` (a chunked body ends the scan).
-pub fn following_requests(data: &[u8], truncated: bool) -> Vec<Pipelined> {
+/// The requests pipelined after `first`, the request at the start of `data` (several requests sent in
+/// one transfer), as far as the captured bytes show them: each head before them must be complete, and
+/// a body is skipped by its `Content-Length` (a chunked body ends the scan).
+pub fn following_requests(data: &[u8], first: &RequestHead, truncated: bool) -> Vec<Pipelined> {
     let mut following = Vec::new();
-    let mut offset = 0;
+    let mut offset: usize = 0;
+    let mut end = first.end;
     while let Some(HeadEnd {
         length,
         framing: Framing::Length(body),
-    }) = request_head_end(&data[offset..])
+    }) = end
     {
         offset = offset.saturating_add(length).saturating_add(body as usize);
         if offset >= data.len() {
@@ -156,11 +153,8 @@ pub fn following_requests(data: &[u8], truncated: bool) -> Vec<Pipelined> {
         let Some(head) = parse_request(&data[offset..], truncated) else {
             break;
         };
-        following.push(Pipelined {
-            head,
-            offset,
-            end: request_head_end(&data[offset..]),
-        });
+        end = head.end;
+        following.push(Pipelined { head, offset });
     }
     following
 }
@@ -251,11 +245,15 @@ mod tests {
     #[test]
     fn pipelined_requests_are_found_after_the_first() {
         let data = b"GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyzGET /c HTTP/1.1\r\n\r\nGET /d";
-        let following = following_requests(data, true);
-        let targets: Vec<&str> = following.iter().map(|p| p.head.target.as_str()).collect();
+        let following = |data: &[u8], truncated| {
+            let first = parse_request(data, truncated).unwrap();
+            following_requests(data, &first, truncated)
+        };
+        let pipelined = following(data, true);
+        let targets: Vec<&str> = pipelined.iter().map(|p| p.head.target.as_str()).collect();
         // /d is cut by the capture limit: it still counts, the transfer being truncated.
         assert_eq!(targets, ["/b", "/c", "/d"]);
-        let ends: Vec<Option<HeadEnd>> = following.iter().map(|p| p.end).collect();
+        let ends: Vec<Option<HeadEnd>> = pipelined.iter().map(|p| p.head.end).collect();
         assert_eq!(
             ends,
             [
@@ -270,12 +268,12 @@ mod tests {
                 None
             ]
         );
-        assert_eq!(following[1].offset, 19 + 39 + 3);
-        assert!(following_requests(b"GET /a HTTP/1.1\r\n\r\n", false).is_empty());
+        assert_eq!(pipelined[1].offset, 19 + 39 + 3);
+        assert!(following(b"GET /a HTTP/1.1\r\n\r\n", false).is_empty());
         // A head the capture cut, or a chunked body, ends the scan.
-        assert!(following_requests(b"GET /a HTTP/1.1\r\nHost: x", true).is_empty());
+        assert!(following(b"GET /a HTTP/1.1\r\nHost: x", true).is_empty());
         assert!(
-            following_requests(
+            following(
                 b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
                 false
             )
@@ -312,6 +310,7 @@ mod tests {
 
     #[test]
     fn head_ends_give_the_body_framing() {
+        let request_head_end = |data: &[u8]| parse_request(data, false).and_then(|head| head.end);
         let request = b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 8\r\n\r\n{\"a\": 1}";
         assert_eq!(
             request_head_end(request),

@@ -62,7 +62,7 @@ use crate::{
 };
 use http1::{
     Framing, HeadEnd, ends_chunked_body, is_incomplete_head, parse_request, parse_status,
-    request_head_end, response_head_end,
+    response_head_end,
 };
 use labels::ServiceLabels;
 use route::RouteLimiter;
@@ -493,16 +493,21 @@ impl Capture {
             });
             match (head, received) {
                 (Head::Request(head), true) => {
+                    // Only a head that starts this transfer can have others after it here.
+                    let following = match earlier {
+                        0 => http1::following_requests(&record.data, &head, record.is_truncated()),
+                        _ => Vec::new(),
+                    };
                     let body = BodySize::of_request(end, after_head);
                     self.start(key, Side::Server, head, started_ns, body);
-                    let truncated = record.is_truncated();
-                    for pipelined in http1::following_requests(&record.data, truncated) {
-                        let after_head = pipelined.end.map_or(0, |end| {
+                    for pipelined in following {
+                        let end = pipelined.head.end;
+                        let after_head = end.map_or(0, |end| {
                             record
                                 .length
                                 .saturating_sub((pipelined.offset + end.length) as u64)
                         });
-                        let body = BodySize::of_request(pipelined.end, after_head);
+                        let body = BodySize::of_request(end, after_head);
                         self.start(key, Side::Server, pipelined.head, started_ns, body);
                     }
                 }
@@ -535,7 +540,8 @@ impl Capture {
             (&record.data[..], record.is_truncated(), record.boot_time_ns);
         let classify = |bytes: &[u8]| {
             if let Some(head) = parse_request(bytes, truncated) {
-                return Some((Head::Request(head), request_head_end(bytes)));
+                let end = head.end;
+                return Some((Head::Request(head), end));
             }
             parse_status(bytes).map(|status| (Head::Status(status), response_head_end(bytes)))
         };
