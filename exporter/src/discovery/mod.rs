@@ -894,6 +894,9 @@ impl Discovery {
         if info.identity.pid == self.own_pid {
             return (ProcessState::Excluded, "vigil itself".to_owned());
         }
+        let annotation = pod
+            .and_then(|pod| pod.annotations.get(INSTRUMENT_ANNOTATION))
+            .map(String::as_str);
         if let Some(pod) = pod {
             if self.excluded_namespaces.contains(&pod.namespace) {
                 return (
@@ -901,12 +904,7 @@ impl Discovery {
                     format!("namespace {} is in k8s.excluded_namespaces", pod.namespace),
                 );
             }
-            if pod
-                .annotations
-                .get(INSTRUMENT_ANNOTATION)
-                .map(String::as_str)
-                == Some("false")
-            {
+            if annotation == Some("false") {
                 return (
                     ProcessState::Excluded,
                     format!("pod annotated {INSTRUMENT_ANNOTATION}: \"false\""),
@@ -943,12 +941,7 @@ impl Discovery {
                 Match::No => {}
             }
         }
-        if pod.is_some_and(|pod| {
-            pod.annotations
-                .get(INSTRUMENT_ANNOTATION)
-                .map(String::as_str)
-                == Some("true")
-        }) {
+        if annotation == Some("true") {
             return (
                 ProcessState::Instrumented,
                 format!("pod annotated {INSTRUMENT_ANNOTATION}: \"true\""),
