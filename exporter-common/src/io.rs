@@ -81,27 +81,25 @@ pub struct IoEvent<const CAPACITY: usize> {
     pub data: [u8; CAPACITY],
 }
 
-/// Where the I/O programs find what they need, filled by user space before loading: the first argument
-/// of `sys_enter_*` (the others follow at 8-byte steps) and `ret` of `sys_exit_*`, read from tracefs; and
-/// where the syscall's first two arguments (fd and buffer) are in the task's saved user registers
-/// (`struct pt_regs`), which the exit programs read so that no enter hook is needed. The register
-/// offsets are the architecture's ABI: user space sets them for the architecture it was built for.
+/// Where the I/O programs find a syscall's first two arguments (fd and buffer) and its return value in
+/// the task's saved user registers (`struct pt_regs`), which they load directly (no enter hook, no
+/// helper call to read the tracepoint record). Filled by user space before loading: the offsets are
+/// the architecture's ABI, set for the architecture user space was built for.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SyscallLayout {
-    pub first_argument: u32,
-    pub ret: u32,
     pub regs_fd: u32,
     pub regs_buffer: u32,
+    /// The return value, at syscall exit.
+    pub regs_ret: u32,
 }
 
 impl SyscallLayout {
-    /// Offsets that make every program return at once, for a kernel whose formats could not be read.
+    /// Offsets that make every program return at once, for an architecture vigil does not know.
     pub const UNKNOWN: SyscallLayout = SyscallLayout {
-        first_argument: super::process::FIELD_ABSENT,
-        ret: super::process::FIELD_ABSENT,
         regs_fd: super::process::FIELD_ABSENT,
         regs_buffer: super::process::FIELD_ABSENT,
+        regs_ret: super::process::FIELD_ABSENT,
     };
 }
 
@@ -130,7 +128,7 @@ mod tests {
                 .all(|pair| pair[1] == 2 * pair[0])
         );
         assert_eq!(IO_DATA_CLASSES[IO_DATA_CLASSES.len() - 1], IO_DATA_MAX);
-        assert_eq!(core::mem::size_of::<SyscallLayout>(), 4 * 4);
+        assert_eq!(core::mem::size_of::<SyscallLayout>(), 3 * 4);
     }
 
     #[test]

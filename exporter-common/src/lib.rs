@@ -31,7 +31,7 @@ pub const TRACKED_BY_LISTEN: u32 = 1;
 pub const CAPTURE_ON_LISTEN_GLOBAL: &str = "CAPTURE_ON_LISTEN";
 /// Ring buffer that carries [`IoEvent`] records to user space.
 pub const IO_EVENTS_MAP: &str = "IO_EVENTS";
-/// Global (`.rodata`) holding the [`SyscallLayout`] read from tracefs at start.
+/// Global (`.rodata`) holding the [`SyscallLayout`] of the architecture.
 pub const SYSCALL_LAYOUT_GLOBAL: &str = "SYSCALL_LAYOUT";
 /// Global (`.rodata`) holding the [`ProcessTracepointLayout`] read from tracefs at start.
 pub const PROCESS_LAYOUT_GLOBAL: &str = "PROCESS_LAYOUT";

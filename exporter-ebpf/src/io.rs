@@ -13,15 +13,17 @@
 //! - `syscalls/sys_enter_close` → [`vigil_close`]: an instrumented process closed an fd, so user space
 //!   forgets the connection (and ends a body delimited by the close) before the fd number is reused.
 //!
-//! The fd and buffer are read from the task's saved user registers (`bpf_task_pt_regs`), so there is no
-//! enter hook and no map of calls in flight: one program run per syscall. No `accept`/`connect` hook
+//! The fd, the buffer and the return value are loaded from the task's saved user registers
+//! (`bpf_task_pt_regs`), so there is no enter hook, no map of calls in flight and no helper call to
+//! read the tracepoint record: one program run per syscall. No `accept`/`connect` hook
 //! either: a connection is known by its first request or response, which also adopts connections
 //! opened before vigil started.
 //!
 //! Every program looks the current tgid up in `TRACKED_TGIDS` first and returns at once for every
 //! other process: the cost the rest of the node pays is one hash lookup per hooked syscall. Records go
 //! to `IO_EVENTS`, submitted without a wakeup and drained by user space on a timer; a full ring is
-//! counted in `LOST_EVENTS[IoEvents]`. Offsets come from `SYSCALL_LAYOUT`, filled by user space.
+//! counted in `LOST_EVENTS[IoEvents]`. Register offsets come from `SYSCALL_LAYOUT`, filled by user
+//! space.
 
 use core::ffi::c_void;
 
@@ -57,15 +59,6 @@ fn layout() -> SyscallLayout {
     unsafe { core::ptr::read_volatile(&SYSCALL_LAYOUT) }
 }
 
-fn argument(ctx: &TracePointContext, index: u32) -> Option<u64> {
-    let first = layout().first_argument;
-    if first == FIELD_ABSENT {
-        return None;
-    }
-    // SAFETY: syscall tracepoint arguments are 8 bytes each from the first one, per the format file.
-    unsafe { ctx.read_at::<u64>((first + 8 * index) as usize) }.ok()
-}
-
 fn is_tracked(tgid: u32) -> bool {
     // SAFETY: only the presence of the key is used.
     unsafe { TRACKED_TGIDS.get(&tgid) }.is_some()
@@ -88,64 +81,75 @@ enum Data {
 const MSGHDR_IOV_OFFSET: u64 = 16;
 
 #[tracepoint]
-pub fn vigil_receive_exit(ctx: TracePointContext) -> u32 {
-    finish(&ctx, IoEventKind::Receive, Data::Buffer);
+pub fn vigil_receive_exit(_ctx: TracePointContext) -> u32 {
+    finish(IoEventKind::Receive, Data::Buffer);
     0
 }
 
 #[tracepoint]
-pub fn vigil_receivev_exit(ctx: TracePointContext) -> u32 {
-    finish(&ctx, IoEventKind::Receive, Data::Iovec);
+pub fn vigil_receivev_exit(_ctx: TracePointContext) -> u32 {
+    finish(IoEventKind::Receive, Data::Iovec);
     0
 }
 
 #[tracepoint]
-pub fn vigil_receivemsg_exit(ctx: TracePointContext) -> u32 {
-    finish(&ctx, IoEventKind::Receive, Data::Message);
+pub fn vigil_receivemsg_exit(_ctx: TracePointContext) -> u32 {
+    finish(IoEventKind::Receive, Data::Message);
     0
 }
 
 #[tracepoint]
-pub fn vigil_send_exit(ctx: TracePointContext) -> u32 {
-    finish(&ctx, IoEventKind::Send, Data::Buffer);
+pub fn vigil_send_exit(_ctx: TracePointContext) -> u32 {
+    finish(IoEventKind::Send, Data::Buffer);
     0
 }
 
 #[tracepoint]
-pub fn vigil_sendv_exit(ctx: TracePointContext) -> u32 {
-    finish(&ctx, IoEventKind::Send, Data::Iovec);
+pub fn vigil_sendv_exit(_ctx: TracePointContext) -> u32 {
+    finish(IoEventKind::Send, Data::Iovec);
     0
 }
 
 #[tracepoint]
-pub fn vigil_sendmsg_exit(ctx: TracePointContext) -> u32 {
-    finish(&ctx, IoEventKind::Send, Data::Message);
+pub fn vigil_sendmsg_exit(_ctx: TracePointContext) -> u32 {
+    finish(IoEventKind::Send, Data::Message);
     0
 }
 
 #[tracepoint]
-pub fn vigil_sendfile_exit(ctx: TracePointContext) -> u32 {
-    finish(&ctx, IoEventKind::Send, Data::Nothing);
+pub fn vigil_sendfile_exit(_ctx: TracePointContext) -> u32 {
+    finish(IoEventKind::Send, Data::Nothing);
     0
 }
 
 #[tracepoint]
-pub fn vigil_close(ctx: TracePointContext) -> u32 {
+pub fn vigil_close(_ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     if !is_tracked(tgid) {
         return 0;
     }
-    let Some(fd) = argument(&ctx, 0) else {
+    let Some(registers) = saved_registers(&layout()) else {
         return 0;
     };
-    submit(IoEventKind::Close, tgid, fd as u32, 0, 0, 0);
+    submit(IoEventKind::Close, tgid, registers.fd as u32, 0, 0, 0);
     0
 }
 
-/// The syscall's first two arguments (fd, buffer) from the current task's saved user registers.
-fn fd_and_buffer(layout: &SyscallLayout) -> Option<(u64, u64)> {
-    if layout.regs_fd == FIELD_ABSENT || layout.regs_buffer == FIELD_ABSENT {
+/// A syscall's fd and buffer (its first two arguments) and, at its exit, its return value.
+struct SavedRegisters {
+    fd: u64,
+    buffer: u64,
+    ret: i64,
+}
+
+/// The current syscall's arguments and return value from the task's saved user registers: direct loads,
+/// no helper call (reading the tracepoint record's `ret` took one).
+fn saved_registers(layout: &SyscallLayout) -> Option<SavedRegisters> {
+    if layout.regs_fd == FIELD_ABSENT
+        || layout.regs_buffer == FIELD_ABSENT
+        || layout.regs_ret == FIELD_ABSENT
+    {
         return None;
     }
     // SAFETY: `bpf_task_pt_regs` returns a BTF-typed pointer to the task's `struct pt_regs`, which the
@@ -155,9 +159,12 @@ fn fd_and_buffer(layout: &SyscallLayout) -> Option<(u64, u64)> {
         if regs.is_null() {
             return None;
         }
-        let fd = core::ptr::read_volatile(regs.add(layout.regs_fd as usize) as *const u64);
-        let buffer = core::ptr::read_volatile(regs.add(layout.regs_buffer as usize) as *const u64);
-        Some((fd, buffer))
+        let load = |offset: u32| core::ptr::read_volatile(regs.add(offset as usize) as *const u64);
+        Some(SavedRegisters {
+            fd: load(layout.regs_fd),
+            buffer: load(layout.regs_buffer),
+            ret: load(layout.regs_ret) as i64,
+        })
     }
 }
 
@@ -170,27 +177,18 @@ fn first_iovec(iovec: u64, moved: u64) -> Option<(u64, u64)> {
 }
 
 /// At a syscall's exit: submits what the call moved, for an instrumented process.
-fn finish(ctx: &TracePointContext, kind: IoEventKind, data: Data) {
+fn finish(kind: IoEventKind, data: Data) {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !is_tracked((pid_tgid >> 32) as u32) {
         return;
     }
-    let layout = layout();
-    let ret_offset = layout.ret;
-    if ret_offset == FIELD_ABSENT {
-        return;
-    }
-    // SAFETY: `ret` of a syscall exit tracepoint, at the offset its format file gives.
-    let Ok(moved) = (unsafe { ctx.read_at::<i64>(ret_offset as usize) }) else {
+    let Some(SavedRegisters { fd, buffer, ret }) = saved_registers(&layout()) else {
         return;
     };
-    if moved <= 0 {
+    if ret <= 0 {
         return;
     }
-    let Some((fd, buffer)) = fd_and_buffer(&layout) else {
-        return;
-    };
-    let moved_bytes = moved as u64;
+    let moved_bytes = ret as u64;
     let source = match data {
         Data::Buffer => Some((buffer, moved_bytes)),
         Data::Iovec => first_iovec(buffer, moved_bytes),
@@ -207,7 +205,7 @@ fn finish(ctx: &TracePointContext, kind: IoEventKind, data: Data) {
         kind,
         (pid_tgid >> 32) as u32,
         fd as u32,
-        moved as u64,
+        moved_bytes,
         source,
         available,
     );

@@ -66,41 +66,30 @@ pub fn parse_format(text: &str) -> HashMap<String, FieldLocation> {
     fields
 }
 
-/// Offsets in `struct pt_regs` of a syscall's first two arguments, as the task's saved user registers
-/// hold them at syscall exit: the architecture's ABI.
+/// Where the I/O programs find a syscall's fd, buffer and return value in the task's saved user
+/// registers (`struct pt_regs`): the architecture's ABI. x86_64: `di`, `si`, `ax`.
 #[cfg(target_arch = "x86_64")]
-const REGS_FD_BUFFER: Option<(u32, u32)> = Some((14 * 8, 13 * 8)); // di, si
-/// On arm64, `regs[0]` holds the return value at exit; the first argument stays in `orig_x0`.
+const SYSCALL_REGISTERS: Option<SyscallLayout> = Some(SyscallLayout {
+    regs_fd: 14 * 8,
+    regs_buffer: 13 * 8,
+    regs_ret: 10 * 8,
+});
+/// arm64: `regs[0]` holds the return value at exit, the first argument stays in `orig_x0`; `regs[1]`.
 #[cfg(target_arch = "aarch64")]
-const REGS_FD_BUFFER: Option<(u32, u32)> = Some((34 * 8, 8)); // orig_x0, regs[1]
+const SYSCALL_REGISTERS: Option<SyscallLayout> = Some(SyscallLayout {
+    regs_fd: 34 * 8,
+    regs_buffer: 8,
+    regs_ret: 0,
+});
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-const REGS_FD_BUFFER: Option<(u32, u32)> = None;
+const SYSCALL_REGISTERS: Option<SyscallLayout> = None;
 
-/// The layout the I/O programs need: from `sys_enter_read` (its first argument, `fd`; the others follow
-/// at 8-byte steps in every syscall tracepoint) and `sys_exit_read` (`ret`), and the register offsets of
-/// this architecture.
-pub fn read_syscall_layout(tracefs: &Path) -> Result<SyscallLayout, LayoutError> {
-    let Some((regs_fd, regs_buffer)) = REGS_FD_BUFFER else {
-        return Err(LayoutError::Field {
-            tracepoint: "sys_exit_read",
-            field: "pt_regs",
-            problem: format!("offsets are unknown on {}", std::env::consts::ARCH),
-        });
-    };
-    let field = |tracepoint: &'static str, field: &'static str| {
-        let path = tracefs
-            .join("events/syscalls")
-            .join(tracepoint)
-            .join("format");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|source| LayoutError::Unreadable { path, source })?;
-        field_offset(&parse_format(&text), tracepoint, field, 8)
-    };
-    Ok(SyscallLayout {
-        first_argument: field("sys_enter_read", "fd")?,
-        ret: field("sys_exit_read", "ret")?,
-        regs_fd,
-        regs_buffer,
+/// The layout the I/O programs need: the register offsets of this architecture.
+pub fn syscall_layout() -> Result<SyscallLayout, LayoutError> {
+    SYSCALL_REGISTERS.ok_or_else(|| LayoutError::Field {
+        tracepoint: "sys_exit_read",
+        field: "pt_regs",
+        problem: format!("offsets are unknown on {}", std::env::consts::ARCH),
     })
 }
 

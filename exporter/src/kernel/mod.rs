@@ -171,7 +171,7 @@ impl KernelProbes {
         metrics: &KernelMetrics,
     ) -> Result<(KernelProbes, KernelEvents, IoEvents, TrackedTgids), KernelError> {
         let (layout, layout_errors) = layout::read_process_layout(tracefs);
-        let syscall_layout = layout::read_syscall_layout(tracefs);
+        let syscall_layout = layout::syscall_layout();
         let mut ebpf = EbpfLoader::new()
             .override_global(PROCESS_LAYOUT_GLOBAL, &layout, true)
             .override_global(
@@ -201,7 +201,7 @@ impl KernelProbes {
         }
         for (program, tracepoints) in IO_PROGRAMS {
             if let Err(error) = &syscall_layout {
-                tracing::error!(program, %error, "syscall tracepoint layout unusable; program not loaded");
+                tracing::error!(program, %error, "syscall register layout unknown; program not loaded");
                 metrics
                     .probe_errors
                     .with_label_values(&[program, "layout"])
