@@ -4,7 +4,10 @@ in-process instrumentation (prom-client middleware).
 
 One invocation runs the variants interleaved, ROUNDS times each (so that a machine getting
 slower or faster affects them alike), each round a fresh node server under each of two keep-alive
-loads (C connections):
+loads (C connections), the load generator on the server's CPU and vigil alone on the other CPUs (so
+that vigil never takes CPU from the server or the load generator, and the two talk without
+cross-CPU wakeups, which in a VM cost more and vary more than the work measured; `--placement split`
+puts the load generator beside vigil instead):
 
   saturating  wrk, as fast as the server answers
   fixed rate  h2load --h1 at RATE requests/s in all, the same work for every variant (under saturation
@@ -23,9 +26,13 @@ plain, vigil's own CPU time per captured request, vigil's RSS, and the differenc
 the load generator completed and those vigil counted. A last saturating run with the kernel's BPF run
 statistics on (kernel.bpf_stats_enabled, which costs some time itself, so it is not one of the timed
 rounds) prints the time vigil's eBPF programs ran per request, for the server and the load generator.
+
+Last, a syscall loop (integration/workloads/syscall-loop, built with cc) measures the kernel side alone,
+with far less noise than a server: what a hooked syscall costs a process vigil does not capture, one
+it captures, and a syscall vigil does not hook, each against the same loop with no vigil running.
 No assertion: figures only. Needs root (vigil loads eBPF).
 
-Usage: scripts/bench-http.py [--rounds N] [--seconds S] [--connections C] [--rate R]
+Usage: scripts/bench-http.py [--rounds N] [--seconds S] [--connections C] [--rate R] [--placement P]
 """
 
 import argparse
@@ -44,8 +51,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKLOAD = os.path.join(ROOT, "integration", "workloads", "http-server")
 VIGIL = os.path.join(ROOT, "target", "release", "vigil")
 TICKS = os.sysconf("SC_CLK_TCK")
-# The server runs alone on the first CPU, wrk and vigil on the others: the server's CPU time then
-# measures what instrumentation adds to it, not how it shares a core with the load generator.
+SYSCALL_LOOP = os.path.join(ROOT, "integration", "workloads", "syscall-loop", "loop.c")
+# The server (and, by default, the load generator) on the first CPU, vigil on the others.
 SERVER_CPU = "0"
 OTHER_CPUS = f"1-{max(os.cpu_count() - 1, 1)}"
 
@@ -129,7 +136,7 @@ def start_vigil(server_port, capture):
     return vigil, admin_port
 
 
-def run_load(load, port, seconds, connections, rate):
+def run_load(load, port, seconds, connections, rate, placement):
     """Runs a load against the server; returns the requests it completed."""
     url = f"http://127.0.0.1:{port}/users/1"
     if load == "saturating":
@@ -138,7 +145,8 @@ def run_load(load, port, seconds, connections, rate):
     else:
         command = ["h2load", "--h1", f"-c{connections}", f"--rps={rate / connections:g}", f"-D{seconds}", url]
         pattern = r"(\d+) succeeded"
-    output = subprocess.run(["taskset", "-c", OTHER_CPUS, *command], check=True, capture_output=True, text=True).stdout
+    cpus = SERVER_CPU if placement == "shared" else OTHER_CPUS
+    output = subprocess.run(["taskset", "-c", cpus, *command], check=True, capture_output=True, text=True).stdout
     return int(re.search(pattern, output).group(1))
 
 
@@ -149,12 +157,12 @@ def one_round(variant, load, args):
     try:
         if variant in ("vigil", "vigil-idle"):
             vigil, admin_port = start_vigil(port, capture=(variant == "vigil"))
-        run_load("saturating", port, 1, args.connections, args.rate)  # warm-up: JIT, connection setup
+        run_load("saturating", port, 1, args.connections, args.rate, args.placement)  # warm-up: JIT, connection setup
         time.sleep(0.3)  # vigil drains the warm-up's records
         capturing = variant == "vigil"
         counted_before = captured_requests(admin_port, "node") if capturing else 0
         server_cpu, vigil_cpu = cpu_seconds(server.pid), vigil and cpu_seconds(vigil.pid)
-        requests = run_load(load, port, args.seconds, args.connections, args.rate)
+        requests = run_load(load, port, args.seconds, args.connections, args.rate, args.placement)
         server_cpu = cpu_seconds(server.pid) - server_cpu
         result = {"requests": requests, "server_us": server_cpu * 1e6 / requests}
         if capturing:
@@ -200,7 +208,7 @@ def probe_time(args):
         with open(stats, "w") as f:
             f.write("1")
         before = program_runs(vigil.pid)
-        requests = run_load("saturating", port, args.seconds, args.connections, args.rate)
+        requests = run_load("saturating", port, args.seconds, args.connections, args.rate, args.placement)
         after = program_runs(vigil.pid)
         return (after[0] - before[0]) / requests, (after[1] - before[1]) / requests
     finally:
@@ -212,12 +220,50 @@ def probe_time(args):
         server.wait()
 
 
+def syscall_costs(rounds, iterations=300_000):
+    """Median ns per iteration of the syscall loop (transfer: a write and a read; other: getppid), with no
+    vigil, with vigil running but not capturing the loop, and with vigil capturing it."""
+    binary = os.path.join("/tmp", f"vigil-bench-loop-{os.getpid()}")
+    subprocess.run(["cc", "-O2", "-o", binary, SYSCALL_LOOP], check=True)
+    port = free_port()
+    loop = subprocess.Popen(["taskset", "-c", SERVER_CPU, binary, str(port), str(iterations)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert loop.stdout.readline().strip() == f"listening {port}"
+
+        def measure():
+            figures = []
+            for what in ("transfer", "other"):
+                loop.stdin.write(what + "\n")
+                loop.stdin.flush()
+                figures.append(float(loop.stdout.readline()))
+            return figures
+
+        results = {variant: [] for variant in ("plain", "vigil-idle", "vigil")}
+        for _ in range(rounds):
+            results["plain"].append(measure())
+            for variant in ("vigil-idle", "vigil"):
+                vigil, _ = start_vigil(port, capture=(variant == "vigil"))
+                try:
+                    results[variant].append(measure())
+                finally:
+                    vigil.send_signal(signal.SIGTERM)
+                    vigil.wait()
+        return {variant: [statistics.median(r[i] for r in runs) for i in (0, 1)] for variant, runs in results.items()}
+    finally:
+        loop.kill()
+        loop.wait()
+        os.unlink(binary)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=10)
     parser.add_argument("--rate", type=int, default=20000, help="requests/s of the fixed-rate load")
+    parser.add_argument("--placement", choices=["shared", "split"], default="shared",
+                        help="load generator on the server's CPU (shared) or beside vigil (split)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root: vigil loads eBPF programs")
@@ -265,6 +311,14 @@ def main():
     time_ns, runs = probe_time(args)
     print()
     print(f"eBPF programs per request (saturating, statistics on): {time_ns:.0f} ns in {runs:.1f} runs")
+
+    costs = syscall_costs(args.rounds)
+    plain_transfer, plain_other = costs["plain"]
+    print()
+    print(f"syscall loop (median of {args.rounds} rounds): ns per write+read of 100 bytes, and per getppid")
+    for variant, (transfer, other) in costs.items():
+        print(f"  {variant:12} write+read {transfer:7.1f} ns (+{transfer - plain_transfer:6.1f})"
+              f"   getppid {other:6.1f} ns (+{other - plain_other:5.1f})")
 
 
 if __name__ == "__main__":
