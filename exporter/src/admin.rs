@@ -1,4 +1,5 @@
-//! The admin HTTP server: `/metrics`, `/live`, `/ready`, `/debug/discovery` and a landing page at `/`.
+//! The admin HTTP server: `/metrics`, `/live`, `/ready`, `/debug/discovery`, `/debug/connections` and a
+//! landing page at `/`.
 //!
 //! `/ready` answers 200 once the eBPF programs have been loaded and attached (a program that failed is
 //! reported in `vigil_probes_attached` and the log; it does not hold readiness back) and the first /proc
@@ -19,7 +20,7 @@ use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::discovery::Discovery;
+use crate::{capture::Capture, discovery::Discovery};
 
 /// What `/ready` waits for.
 #[derive(Debug, Default)]
@@ -55,6 +56,8 @@ pub struct AdminState {
     pub readiness: Arc<Readiness>,
     /// Set once the eBPF programs are loaded (discovery writes their filter map).
     pub discovery: Arc<OnceLock<Arc<Mutex<Discovery>>>>,
+    /// Set once capture starts, with discovery.
+    pub capture: Arc<OnceLock<Arc<Mutex<Capture>>>>,
     /// The pods of this node and their monitoring status (`null` without Kubernetes).
     pub pods: Arc<Mutex<serde_json::Value>>,
 }
@@ -68,6 +71,7 @@ const LANDING_PAGE: &str = concat!(
     "<li><a href=\"/ready\">/ready</a>: readiness</li>\n",
     "<li><a href=\"/live\">/live</a>: liveness</li>\n",
     "<li><a href=\"/debug/discovery\">/debug/discovery</a>: the process table as JSON</li>\n",
+    "<li><a href=\"/debug/connections\">/debug/connections</a>: the connections capture follows, as JSON</li>\n",
     "</ul>\n</body></html>\n"
 );
 
@@ -115,6 +119,20 @@ fn route(state: &AdminState, request: &Request<hyper::body::Incoming>) -> Respon
                 StatusCode::SERVICE_UNAVAILABLE,
                 TEXT,
                 "discovery has not started yet\n",
+            ),
+        },
+        "/debug/connections" => match state.capture.get() {
+            Some(capture) => {
+                let json = capture
+                    .lock()
+                    .expect("capture lock poisoned")
+                    .connections_json();
+                respond(StatusCode::OK, "application/json", json.to_string())
+            }
+            None => respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                TEXT,
+                "capture has not started yet\n",
             ),
         },
         _ => respond(StatusCode::NOT_FOUND, TEXT, "not found; see /\n"),

@@ -47,12 +47,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "admin server listening");
     let readiness = Arc::new(Readiness::default());
     let discovery_slot = Arc::new(OnceLock::new());
+    let capture_slot = Arc::new(OnceLock::new());
     let pod_reports = Arc::new(Mutex::new(serde_json::Value::Null));
     let shutdown = CancellationToken::new();
     let state = Arc::new(AdminState {
         registry,
         readiness: readiness.clone(),
         discovery: discovery_slot.clone(),
+        capture: capture_slot.clone(),
         pods: pod_reports.clone(),
     });
     let server = tokio::spawn(admin::serve(listener, state, shutdown.clone()));
@@ -111,11 +113,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     reconcile.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut heartbeat = tokio::time::interval(config.discovery.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut capture = Capture::new(
+    let capture = Arc::new(Mutex::new(Capture::new(
         &config.metrics,
         pod_watch.as_ref().map(|watch| watch.store.clone()),
         capture_metrics,
-    );
+    )));
+    let _ = capture_slot.set(capture.clone());
+    let lock_capture = || capture.lock().expect("capture lock poisoned");
     let mut events = Vec::new();
     let mut io = Vec::new();
     let stop = stop_signal();
@@ -130,19 +134,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 io_events.drain(&mut io);
                 kernel_events.drain(&mut events);
                 let mut discovery = lock();
+                let mut capture = lock_capture();
                 // I/O first: it comes only from captured processes, which are still in the table
                 // until this batch's exits are applied.
                 capture.handle(&io, &discovery);
                 discovery.handle(&events, Instant::now());
                 discovery.advance(Instant::now());
                 capture.settle(&discovery);
+                capture.look_up_addresses();
                 events.clear();
                 io.clear();
             }
             _ = heartbeat.tick() => {
                 let mut discovery = lock();
                 discovery.heartbeat(Instant::now());
-                capture.expire(&discovery, Instant::now());
+                lock_capture().expire(&discovery, Instant::now());
                 if let Some(watch) = &pod_watch {
                     watch.update_gauges();
                     let reports = kubernetes::monitoring::evaluate(

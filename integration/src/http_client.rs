@@ -25,6 +25,11 @@ impl Connection {
         }
     }
 
+    /// The client's end of the connection (the server's peer address).
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.reader.get_ref().local_addr().unwrap()
+    }
+
     /// Sends `GET path` on this keep-alive connection and reads the whole response; returns the status.
     /// The server must answer with a `Content-Length`.
     pub fn get(&mut self, path: &str) -> u16 {

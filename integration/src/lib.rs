@@ -176,6 +176,13 @@ impl Vigil {
         serde_json::from_str(&body).unwrap()
     }
 
+    /// The connections of `/debug/connections`.
+    pub fn connections(&self) -> Vec<serde_json::Value> {
+        let (_, body) = self.get("/debug/connections");
+        let connections: serde_json::Value = serde_json::from_str(&body).unwrap();
+        connections["connections"].as_array().unwrap().clone()
+    }
+
     /// The process table of `/debug/discovery`.
     pub fn processes(&self) -> Vec<serde_json::Value> {
         self.debug_discovery()["processes"]

@@ -345,6 +345,25 @@ fn keep_alive_connections_open_before_vigil_starts_are_adopted() {
     }
     let want = BTreeMap::from([(("/users/{id}".to_owned(), "200".to_owned()), 4_000)]);
     assert_counts_settle(&want, || server_counts(&vigil, "node"));
+
+    // Each adopted connection is tracked as the server's, with the socket's addresses: node's end on
+    // the server port, the peer our client's end.
+    let node = vigil.listener_on(port).expect("the server is in the table")["pid"].clone();
+    let tracked = vigil.connections();
+    for connection in &connections {
+        let peer = connection.local_addr().to_string();
+        let found: Vec<&serde_json::Value> = tracked
+            .iter()
+            .filter(|tracked| tracked["peer"] == peer.as_str())
+            .collect();
+        assert_eq!(found.len(), 1, "{peer} once in {tracked:#?}");
+        let found = found[0];
+        assert_eq!(found["pid"], node, "{found}");
+        assert_eq!(found["role"], "server", "{found}");
+        assert_eq!(found["transport"], "inet", "{found}");
+        assert_eq!(found["local"], format!("127.0.0.1:{port}"), "{found}");
+        assert_eq!(found["server_requests_in_flight"], 0, "{found}");
+    }
 }
 
 #[test]

@@ -23,6 +23,12 @@
 //! head (the first `IO_DATA_MAX` bytes of a transfer): a body behind a longer head is not observed and
 //! counted in `vigil_http_unmeasured_bodies_total`.
 //!
+//! **Connections.** A connection is known from its first head to its close: its role is the side of
+//! its first request (the process read it: server; wrote it: client), its local and peer address are
+//! looked up once from the socket itself ([`sockets`]; at most [`MAX_ADDRESS_LOOKUPS_PER_TICK`] per
+//! drain tick, so a storm of short connections costs a bounded amount), and `/debug/connections`
+//! lists them ([`Capture::connections_json`]).
+//!
 //! **Publication.** What a `provisional` process does is held, not published; it becomes series when
 //! discovery publishes the process, and is dropped if the process dies first (see discovery's minimum
 //! process age). So is what a process the kernel captured at its `listen` does before discovery has
@@ -43,6 +49,7 @@
 pub mod http1;
 pub mod labels;
 pub mod route;
+pub mod sockets;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -66,11 +73,14 @@ use http1::{
 };
 use labels::ServiceLabels;
 use route::RouteLimiter;
+use sockets::{Addresses, ProcessHandle};
 
 /// Requests awaiting their response on one connection, per side; older ones are forgotten past this.
 const MAX_PENDING_PER_CONNECTION: usize = 64;
 /// Requests of one provisional process held for publication; later ones are dropped and counted.
 const MAX_HELD_PER_PROCESS: usize = 100_000;
+/// Connections whose addresses are looked up per drain tick, at most (the others wait for the next).
+const MAX_ADDRESS_LOOKUPS_PER_TICK: usize = 64;
 /// How long a series outlives the last process that updated it, unless another one does.
 pub const PROCESS_GONE_GRACE: Duration = Duration::from_secs(30);
 
@@ -276,9 +286,13 @@ struct OpenBody {
 }
 
 /// One connection's requests in flight, per side; per direction, the start of a head line still
-/// incomplete and the response body being counted (sent: server side; received: client side).
+/// incomplete and the response body being counted (sent: server side; received: client side); its
+/// role and addresses.
 #[derive(Debug, Default)]
 struct Connection {
+    /// The side of its first request: `Server` when the process read it, `Client` when it wrote it.
+    role: Option<Side>,
+    addresses: AddressLookup,
     server: VecDeque<Pending>,
     client: VecDeque<Pending>,
     received_piece: Option<HeadPiece>,
@@ -308,6 +322,15 @@ impl Connection {
             Side::Client => &mut self.client,
         }
     }
+}
+
+/// A connection's addresses, looked up once (see [`sockets`]).
+#[derive(Debug, Default)]
+enum AddressLookup {
+    #[default]
+    Pending,
+    Found(Addresses),
+    Failed(String),
 }
 
 /// The start of a request or status line whose rest has not been transferred yet.
@@ -683,6 +706,71 @@ impl Capture {
             .retain(|(tgid, _), _| discovery.publication(*tgid).is_captured());
     }
 
+    /// Looks up the addresses of connections seen since the last call (at most
+    /// [`MAX_ADDRESS_LOOKUPS_PER_TICK`]), once per connection.
+    pub fn look_up_addresses(&mut self) {
+        let mut pending: Vec<(u32, u32)> = self
+            .connections
+            .iter()
+            .filter(|(_, connection)| matches!(connection.addresses, AddressLookup::Pending))
+            .map(|(key, _)| *key)
+            .take(MAX_ADDRESS_LOOKUPS_PER_TICK)
+            .collect();
+        pending.sort_unstable();
+        let mut process: Option<(u32, Result<ProcessHandle, String>)> = None;
+        for (tgid, fd) in pending {
+            if process.as_ref().is_none_or(|(open, _)| *open != tgid) {
+                let handle = ProcessHandle::open(tgid).map_err(|error| error.to_string());
+                process = Some((tgid, handle));
+            }
+            let lookup = match &process {
+                Some((_, Ok(handle))) => match handle.addresses(fd) {
+                    Ok(addresses) => AddressLookup::Found(addresses),
+                    Err(error) => AddressLookup::Failed(error.to_string()),
+                },
+                Some((_, Err(error))) => AddressLookup::Failed(error.clone()),
+                None => unreachable!("opened above"),
+            };
+            if let Some(connection) = self.connections.get_mut(&(tgid, fd)) {
+                connection.addresses = lookup;
+            }
+        }
+    }
+
+    /// The connections with requests in flight or bytes being followed, for `/debug/connections`.
+    pub fn connections_json(&self) -> serde_json::Value {
+        let mut keys: Vec<&(u32, u32)> = self.connections.keys().collect();
+        keys.sort_unstable();
+        let connections: Vec<serde_json::Value> = keys
+            .into_iter()
+            .map(|key| {
+                let connection = &self.connections[key];
+                let mut json = serde_json::json!({
+                    "pid": key.0,
+                    "fd": key.1,
+                    "role": connection.role.map(Side::label),
+                    "server_requests_in_flight": connection.server.len(),
+                    "client_requests_in_flight": connection.client.len(),
+                });
+                match &connection.addresses {
+                    AddressLookup::Pending => json["transport"] = "pending".into(),
+                    AddressLookup::Found(Addresses::Inet { local, peer }) => {
+                        json["transport"] = "inet".into();
+                        json["local"] = local.to_string().into();
+                        json["peer"] = peer.to_string().into();
+                    }
+                    AddressLookup::Found(Addresses::Unix) => json["transport"] = "unix".into(),
+                    AddressLookup::Failed(error) => {
+                        json["transport"] = "unknown".into();
+                        json["error"] = error.clone().into();
+                    }
+                }
+                json
+            })
+            .collect();
+        serde_json::json!({ "connections": connections })
+    }
+
     fn start(
         &mut self,
         key: (u32, u32),
@@ -691,7 +779,9 @@ impl Capture {
         now_ns: u64,
         body: BodySize,
     ) {
-        let queue = self.connections.entry(key).or_default().queue(side);
+        let connection = self.connections.entry(key).or_default();
+        connection.role.get_or_insert(side);
+        let queue = connection.queue(side);
         if queue.len() == MAX_PENDING_PER_CONNECTION {
             queue.pop_front();
         }

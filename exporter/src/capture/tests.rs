@@ -593,3 +593,85 @@ fn client_body_sizes_and_a_response_body_ended_by_the_next_response() {
     assert_eq!(body("POST", 202), ((1.0, 5.0), (1.0, 17.0)));
     assert_eq!(body("GET", 200), ((1.0, 0.0), (1.0, 7.0)));
 }
+
+#[test]
+fn connections_are_shown_with_their_role_and_socket_addresses() {
+    use std::{
+        net::{TcpListener, TcpStream},
+        os::{fd::AsRawFd, unix::net::UnixStream},
+    };
+    let (_child, discovery, mut capture, _registry) = setup("31.90", "1ms");
+    // Real sockets of this test process: a TCP connection's two ends and a Unix socket.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    let (unix, _other_end) = UnixStream::pair().unwrap();
+    let me = std::process::id();
+    let fd = |socket: &dyn AsRawFd| socket.as_raw_fd() as u32;
+    let head = b"GET /orders HTTP/1.1\r\nHost: x\r\n\r\n";
+    let closed_fd = 999_999;
+    capture.handle(
+        &[
+            record(IoEventKind::Receive, me, fd(&server), 1, head),
+            record(IoEventKind::Send, me, fd(&client), 1, head),
+            record(IoEventKind::Receive, me, fd(&unix), 1, head),
+            record(IoEventKind::Receive, me, closed_fd, 1, head),
+        ],
+        &discovery,
+    );
+    let shown = |capture: &Capture, fd: u32| {
+        capture.connections_json()["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|connection| connection["pid"] == me && connection["fd"] == fd)
+            .cloned()
+            .unwrap_or_else(|| panic!("fd {fd} shown"))
+    };
+    assert_eq!(shown(&capture, fd(&server))["transport"], "pending");
+
+    capture.look_up_addresses();
+    let server_side = shown(&capture, fd(&server));
+    assert_eq!(server_side["role"], "server");
+    assert_eq!(server_side["transport"], "inet");
+    assert_eq!(
+        server_side["local"],
+        listener.local_addr().unwrap().to_string()
+    );
+    assert_eq!(
+        server_side["peer"],
+        client.local_addr().unwrap().to_string()
+    );
+    assert_eq!(server_side["server_requests_in_flight"], 1);
+    let client_side = shown(&capture, fd(&client));
+    assert_eq!(client_side["role"], "client");
+    assert_eq!(
+        client_side["local"],
+        client.local_addr().unwrap().to_string()
+    );
+    assert_eq!(
+        client_side["peer"],
+        listener.local_addr().unwrap().to_string()
+    );
+    assert_eq!(client_side["client_requests_in_flight"], 1);
+    assert_eq!(shown(&capture, fd(&unix))["transport"], "unix");
+    let closed = shown(&capture, closed_fd);
+    assert_eq!(closed["transport"], "unknown");
+    assert!(
+        closed["error"].as_str().unwrap().contains("cannot get fd"),
+        "{closed}"
+    );
+
+    // A close forgets the connection.
+    capture.handle(
+        &[record(IoEventKind::Close, me, fd(&server), 2, b"")],
+        &discovery,
+    );
+    assert!(
+        capture.connections_json()["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|connection| connection["fd"] != fd(&server))
+    );
+}
