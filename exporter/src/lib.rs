@@ -143,7 +143,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 capture.settle(&discovery);
                 capture.look_up_addresses();
                 events.clear();
-                io.clear();
+                io_events.recycle(&mut io);
             }
             _ = heartbeat.tick() => {
                 let mut discovery = lock();

@@ -52,11 +52,13 @@ pub mod route;
 pub mod sockets;
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
+    hash::BuildHasher,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
+use foldhash::HashMap;
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use vigil_common::IoEventKind;
 
@@ -408,7 +410,8 @@ pub struct Capture {
     routes: RouteLimiter,
     /// `metrics.routes`: patterns tried before the heuristic.
     route_patterns: Vec<String>,
-    /// By a hash of side and label values, so that updating a known series allocates nothing.
+    /// By a 64-bit hash of side and label values (foldhash's quality variant, which passes SMHasher, at
+    /// a fraction of SipHash's cost), so that updating a known series allocates nothing.
     series: HashMap<u64, Series>,
     ttl: Duration,
     /// The pod watcher's store, when vigil watches Kubernetes.
@@ -428,15 +431,15 @@ impl Capture {
         metrics: CaptureMetrics,
     ) -> Self {
         Capture {
-            connections: HashMap::new(),
-            held: HashMap::new(),
+            connections: HashMap::default(),
+            held: HashMap::default(),
             routes: RouteLimiter::new(config.max_routes_per_service),
             route_patterns: config.routes.clone(),
-            series: HashMap::new(),
+            series: HashMap::default(),
             ttl: config.ttl,
             pods,
-            labels: HashMap::new(),
-            last_labels: HashMap::new(),
+            labels: HashMap::default(),
+            last_labels: HashMap::default(),
             metrics,
         }
     }
@@ -909,20 +912,16 @@ impl Capture {
                 .chain(labels.values())
                 .collect(),
         };
-        let mut hasher = std::hash::DefaultHasher::new();
-        std::hash::Hash::hash(&(observation.side, &values), &mut hasher);
+        let key = foldhash::quality::FixedState::default().hash_one((observation.side, &values));
         let now = Instant::now();
-        let series = self
-            .series
-            .entry(std::hash::Hasher::finish(&hasher))
-            .or_insert_with(|| Series {
-                side: observation.side,
-                labels: values.iter().map(|value| value.to_string()).collect(),
-                last_update: now,
-                last_tgid: tgid,
-                gone_since: None,
-                histograms: [None, None, None],
-            });
+        let series = self.series.entry(key).or_insert_with(|| Series {
+            side: observation.side,
+            labels: values.iter().map(|value| value.to_string()).collect(),
+            last_update: now,
+            last_tgid: tgid,
+            gone_since: None,
+            histograms: [None, None, None],
+        });
         series.last_update = now;
         series.last_tgid = tgid;
         series.gone_since = None;

@@ -631,29 +631,26 @@ fn connections_are_shown_with_their_role_and_socket_addresses() {
     assert_eq!(shown(&capture, fd(&server))["transport"], "pending");
 
     capture.look_up_addresses();
-    let server_side = shown(&capture, fd(&server));
-    assert_eq!(server_side["role"], "server");
-    assert_eq!(server_side["transport"], "inet");
-    assert_eq!(
-        server_side["local"],
-        listener.local_addr().unwrap().to_string()
-    );
-    assert_eq!(
-        server_side["peer"],
-        client.local_addr().unwrap().to_string()
-    );
-    assert_eq!(server_side["server_requests_in_flight"], 1);
-    let client_side = shown(&capture, fd(&client));
-    assert_eq!(client_side["role"], "client");
-    assert_eq!(
-        client_side["local"],
-        client.local_addr().unwrap().to_string()
-    );
-    assert_eq!(
-        client_side["peer"],
-        listener.local_addr().unwrap().to_string()
-    );
-    assert_eq!(client_side["client_requests_in_flight"], 1);
+    let listening = listener.local_addr().unwrap().to_string();
+    let client_end = client.local_addr().unwrap().to_string();
+    for (socket, role, local, peer) in [
+        (fd(&server), "server", &listening, &client_end),
+        (fd(&client), "client", &client_end, &listening),
+    ] {
+        let connection = shown(&capture, socket);
+        let field = |name: &str| connection[name].as_str().map(str::to_owned);
+        assert_eq!(
+            [
+                field("role"),
+                field("transport"),
+                field("local"),
+                field("peer")
+            ],
+            [role, "inet", local, peer].map(|value| Some(value.to_owned())),
+            "{connection}"
+        );
+        assert_eq!(connection[format!("{role}_requests_in_flight")], 1);
+    }
     assert_eq!(shown(&capture, fd(&unix))["transport"], "unix");
     let closed = shown(&capture, closed_fd);
     assert_eq!(closed["transport"], "unknown");

@@ -24,7 +24,7 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{ProgramError, TracePoint},
 };
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 use vigil_common::{
     CAPTURE_ON_LISTEN_GLOBAL, IO_EVENTS_MAP, IoEventHeader, IoEventKind, LOST_EVENTS_MAP,
     LostSource, PROCESS_EVENTS_MAP, PROCESS_LAYOUT_GLOBAL, ProcessEvent, ProcessEventKind,
@@ -223,7 +223,8 @@ impl KernelProbes {
         };
         let io_events = IoEvents {
             ring: io_ring,
-            metrics: metrics.clone(),
+            counted: IoEvents::COUNTED.map(|label| metrics.io_events.with_label_values(&[label])),
+            spare: Vec::new(),
         };
         Ok((
             KernelProbes { _ebpf: ebpf },
@@ -402,22 +403,25 @@ impl IoRecord {
         self.length > self.data.len() as u64
     }
 
-    /// Reads a record as the kernel wrote it (an `IoEventHeader`, then data); `None` if it is malformed.
-    fn parse(record: &[u8]) -> Option<IoRecord> {
+    /// Reads a record as the kernel wrote it (an `IoEventHeader`, then data) into `data`, a buffer to
+    /// reuse; `None` if it is malformed.
+    fn parse(record: &[u8], mut data: Vec<u8>) -> Option<IoRecord> {
         let header_size = size_of::<IoEventHeader>();
         if record.len() < header_size {
             return None;
         }
         // SAFETY: the record is at least as long as an IoEventHeader, a plain-old-data type.
         let header = unsafe { std::ptr::read_unaligned(record.as_ptr().cast::<IoEventHeader>()) };
-        let data = record.get(header_size..header_size + header.captured as usize)?;
+        let captured = record.get(header_size..header_size + header.captured as usize)?;
+        data.clear();
+        data.extend_from_slice(captured);
         Some(IoRecord {
             kind: IoEventKind::from_u32(header.kind)?,
             tgid: header.tgid,
             fd: header.fd,
             boot_time_ns: header.boot_time_ns,
             length: header.length,
-            data: data.to_vec(),
+            data,
         })
     }
 }
@@ -425,22 +429,38 @@ impl IoRecord {
 /// The receiving end of the `IO_EVENTS` ring buffer (lost records are counted by [`KernelEvents`]).
 pub struct IoEvents {
     ring: RingBuf<MapData>,
-    metrics: KernelMetrics,
+    /// `vigil_io_events_total` of each label of [`IoEvents::COUNTED`], looked up once.
+    counted: [IntCounter; 4],
+    /// Data buffers of handled records, for the next ones (two allocations fewer per request).
+    spare: Vec<Vec<u8>>,
 }
 
 impl IoEvents {
+    /// The `kind` labels of `vigil_io_events_total`, in the order of `counted`.
+    const COUNTED: [&'static str; 4] = ["receive", "send", "close", "malformed"];
+
+    /// Data buffers kept for reuse, at most (a burst's extra ones are freed).
+    const MAX_SPARE: usize = 16_384;
+
     /// Appends every record the kernel submitted since the last call to `into`.
     pub fn drain(&mut self, into: &mut Vec<IoRecord>) {
         while let Some(record) = self.ring.next() {
-            let record = IoRecord::parse(&record);
-            let label = match record.as_ref().map(|record| record.kind) {
-                Some(IoEventKind::Receive) => "receive",
-                Some(IoEventKind::Send) => "send",
-                Some(IoEventKind::Close) => "close",
-                None => "malformed",
+            let record = IoRecord::parse(&record, self.spare.pop().unwrap_or_default());
+            let counter = match record.as_ref().map(|record| record.kind) {
+                Some(IoEventKind::Receive) => 0,
+                Some(IoEventKind::Send) => 1,
+                Some(IoEventKind::Close) => 2,
+                None => 3,
             };
-            self.metrics.io_events.with_label_values(&[label]).inc();
+            self.counted[counter].inc();
             into.extend(record);
         }
+    }
+
+    /// Empties `records`, keeping their data buffers for the next [`IoEvents::drain`].
+    pub fn recycle(&mut self, records: &mut Vec<IoRecord>) {
+        let room = Self::MAX_SPARE.saturating_sub(self.spare.len());
+        self.spare
+            .extend(records.drain(..).take(room).map(|record| record.data));
     }
 }

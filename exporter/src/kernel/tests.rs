@@ -100,23 +100,38 @@ fn io_record_bytes(kind: u32, captured: u32, length: u64, capacity: usize) -> Ve
 fn io_records_of_every_size_are_read_and_malformed_ones_refused() {
     use vigil_common::io::{IO_DATA_CLASSES, IO_DATA_MAX};
 
-    let small = IoRecord::parse(&io_record_bytes(1, 5, 5, IO_DATA_CLASSES[0])).unwrap();
+    let small = IoRecord::parse(&io_record_bytes(1, 5, 5, IO_DATA_CLASSES[0]), Vec::new()).unwrap();
     assert_eq!(small.kind, IoEventKind::Receive);
     assert_eq!((small.tgid, small.fd, small.boot_time_ns), (7, 3, 9));
     assert_eq!(small.data, [0, 1, 2, 3, 4]);
     assert!(!small.is_truncated());
-    let large =
-        IoRecord::parse(&io_record_bytes(2, IO_DATA_MAX as u32, 5000, IO_DATA_MAX)).unwrap();
+    // A reused buffer (an earlier, longer record's) holds the new record's data only.
+    let reused = IoRecord::parse(
+        &io_record_bytes(1, 5, 5, IO_DATA_CLASSES[0]),
+        vec![0xff; 700],
+    );
+    assert_eq!(reused.unwrap().data, [0, 1, 2, 3, 4]);
+    let large = IoRecord::parse(
+        &io_record_bytes(2, IO_DATA_MAX as u32, 5000, IO_DATA_MAX),
+        Vec::new(),
+    )
+    .unwrap();
     assert_eq!(large.data.len(), IO_DATA_MAX);
     assert!(large.is_truncated());
     // More data claimed than the record holds, an unknown kind, a record shorter than a header.
     assert_eq!(
-        IoRecord::parse(&io_record_bytes(1, 200, 200, IO_DATA_CLASSES[0])),
+        IoRecord::parse(
+            &io_record_bytes(1, 200, 200, IO_DATA_CLASSES[0]),
+            Vec::new()
+        ),
         None
     );
     assert_eq!(
-        IoRecord::parse(&io_record_bytes(9, 1, 1, IO_DATA_CLASSES[0])),
+        IoRecord::parse(&io_record_bytes(9, 1, 1, IO_DATA_CLASSES[0]), Vec::new()),
         None
     );
-    assert_eq!(IoRecord::parse(&io_record_bytes(1, 0, 0, 0)[..8]), None);
+    assert_eq!(
+        IoRecord::parse(&io_record_bytes(1, 0, 0, 0)[..8], Vec::new()),
+        None
+    );
 }
