@@ -141,6 +141,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 discovery.handle(&events, Instant::now());
                 discovery.advance(Instant::now());
                 capture.settle(&discovery);
+                drop(discovery);
                 capture.look_up_addresses();
                 events.clear();
                 io_events.recycle(&mut io);

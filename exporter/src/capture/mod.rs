@@ -720,19 +720,22 @@ impl Capture {
             .take(MAX_ADDRESS_LOOKUPS_PER_TICK)
             .collect();
         pending.sort_unstable();
-        let mut process: Option<(u32, Result<ProcessHandle, String>)> = None;
+        // Sorted, so that each process is opened once for all its connections.
+        let mut opened: Option<(u32, Result<ProcessHandle, String>)> = None;
         for (tgid, fd) in pending {
-            if process.as_ref().is_none_or(|(open, _)| *open != tgid) {
+            if opened.as_ref().is_none_or(|(open, _)| *open != tgid) {
                 let handle = ProcessHandle::open(tgid).map_err(|error| error.to_string());
-                process = Some((tgid, handle));
+                opened = Some((tgid, handle));
             }
-            let lookup = match &process {
-                Some((_, Ok(handle))) => match handle.addresses(fd) {
+            let Some((_, process)) = &opened else {
+                continue;
+            };
+            let lookup = match process {
+                Ok(process) => match process.addresses(fd) {
                     Ok(addresses) => AddressLookup::Found(addresses),
                     Err(error) => AddressLookup::Failed(error.to_string()),
                 },
-                Some((_, Err(error))) => AddressLookup::Failed(error.clone()),
-                None => unreachable!("opened above"),
+                Err(error) => AddressLookup::Failed(error.clone()),
             };
             if let Some(connection) = self.connections.get_mut(&(tgid, fd)) {
                 connection.addresses = lookup;
