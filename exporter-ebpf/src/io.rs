@@ -59,9 +59,11 @@ fn layout() -> SyscallLayout {
     unsafe { core::ptr::read_volatile(&SYSCALL_LAYOUT) }
 }
 
-fn is_tracked(tgid: u32) -> bool {
+/// The current tgid when vigil captures it (it is in `TRACKED_TGIDS`); `None` for every other process.
+fn tracked_tgid() -> Option<u32> {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: only the presence of the key is used.
-    unsafe { TRACKED_TGIDS.get(&tgid) }.is_some()
+    unsafe { TRACKED_TGIDS.get(&tgid) }.map(|_| tgid)
 }
 
 /// Where the bytes a syscall moved are, from its second argument.
@@ -124,11 +126,9 @@ pub fn vigil_sendfile_exit(_ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn vigil_close(_ctx: TracePointContext) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
-    if !is_tracked(tgid) {
+    let Some(tgid) = tracked_tgid() else {
         return 0;
-    }
+    };
     let Some(registers) = saved_registers(&layout()) else {
         return 0;
     };
@@ -178,10 +178,9 @@ fn first_iovec(iovec: u64, moved: u64) -> Option<(u64, u64)> {
 
 /// At a syscall's exit: submits what the call moved, for an instrumented process.
 fn finish(kind: IoEventKind, data: Data) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_tracked((pid_tgid >> 32) as u32) {
+    let Some(tgid) = tracked_tgid() else {
         return;
-    }
+    };
     let Some(SavedRegisters { fd, buffer, ret }) = saved_registers(&layout()) else {
         return;
     };
@@ -201,14 +200,7 @@ fn finish(kind: IoEventKind, data: Data) {
     };
     // A vector vigil could not read: the length still counts (body sizes), without data.
     let (source, available) = source.unwrap_or((0, 0));
-    submit(
-        kind,
-        (pid_tgid >> 32) as u32,
-        fd as u32,
-        moved_bytes,
-        source,
-        available,
-    );
+    submit(kind, tgid, fd as u32, moved_bytes, source, available);
 }
 
 /// Submits a record of the smallest size class `available` bytes fit in (the largest, cut, if none).

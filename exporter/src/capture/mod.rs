@@ -719,8 +719,8 @@ impl Capture {
             .map(|(key, _)| *key)
             .take(MAX_ADDRESS_LOOKUPS_PER_TICK)
             .collect();
-        pending.sort_unstable();
         // Sorted, so that each process is opened once for all its connections.
+        pending.sort_unstable();
         let mut opened: Option<(u32, Result<ProcessHandle, String>)> = None;
         for (tgid, fd) in pending {
             if opened.as_ref().is_none_or(|(open, _)| *open != tgid) {

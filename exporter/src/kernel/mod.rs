@@ -223,7 +223,7 @@ impl KernelProbes {
         };
         let io_events = IoEvents {
             ring: io_ring,
-            counted: IoEvents::COUNTED.map(|label| metrics.io_events.with_label_values(&[label])),
+            counted: IoEventCounters::new(&metrics.io_events),
             spare: Vec::new(),
         };
         Ok((
@@ -429,16 +429,32 @@ impl IoRecord {
 /// The receiving end of the `IO_EVENTS` ring buffer (lost records are counted by [`KernelEvents`]).
 pub struct IoEvents {
     ring: RingBuf<MapData>,
-    /// `vigil_io_events_total` of each label of [`IoEvents::COUNTED`], looked up once.
-    counted: [IntCounter; 4],
+    counted: IoEventCounters,
     /// Data buffers of handled records, for the next ones (two allocations fewer per request).
     spare: Vec<Vec<u8>>,
 }
 
-impl IoEvents {
-    /// The `kind` labels of `vigil_io_events_total`, in the order of `counted`.
-    const COUNTED: [&'static str; 4] = ["receive", "send", "close", "malformed"];
+/// `vigil_io_events_total` by `kind`, each looked up once rather than per record.
+struct IoEventCounters {
+    receive: IntCounter,
+    send: IntCounter,
+    close: IntCounter,
+    malformed: IntCounter,
+}
 
+impl IoEventCounters {
+    fn new(io_events: &IntCounterVec) -> Self {
+        let kind = |label: &str| io_events.with_label_values(&[label]);
+        IoEventCounters {
+            receive: kind("receive"),
+            send: kind("send"),
+            close: kind("close"),
+            malformed: kind("malformed"),
+        }
+    }
+}
+
+impl IoEvents {
     /// Data buffers kept for reuse, at most (a burst's extra ones are freed).
     const MAX_SPARE: usize = 16_384;
 
@@ -447,12 +463,12 @@ impl IoEvents {
         while let Some(record) = self.ring.next() {
             let record = IoRecord::parse(&record, self.spare.pop().unwrap_or_default());
             let counter = match record.as_ref().map(|record| record.kind) {
-                Some(IoEventKind::Receive) => 0,
-                Some(IoEventKind::Send) => 1,
-                Some(IoEventKind::Close) => 2,
-                None => 3,
+                Some(IoEventKind::Receive) => &self.counted.receive,
+                Some(IoEventKind::Send) => &self.counted.send,
+                Some(IoEventKind::Close) => &self.counted.close,
+                None => &self.counted.malformed,
             };
-            self.counted[counter].inc();
+            counter.inc();
             into.extend(record);
         }
     }
