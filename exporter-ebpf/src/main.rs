@@ -2,6 +2,9 @@
 //! records and which maps it writes. Types and names shared with user space live in `vigil-common`.
 #![no_std]
 #![no_main]
+// `core::intrinsics::atomic_or`: the one atomic read-modify-write the programs need (see `tracked`).
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod io;
 mod process;

@@ -10,9 +10,9 @@
 //!   the process is gone (the exit of the thread-group leader alone does not).
 //! - `syscalls/sys_exit_listen` → [`vigil_listen`]: records a `Listen` when `listen` succeeded, so that a
 //!   process that opens its port late is matched by port at once, without polling; with
-//!   `CAPTURE_ON_LISTEN` set, also puts the process in `TRACKED_TGIDS` (as `TRACKED_BY_LISTEN`, never
-//!   over an existing entry) so that its first requests are captured before user space has evaluated
-//!   it; user space removes the entry if the process does not match.
+//!   `CAPTURE_ON_LISTEN` set, also sets the process's bit in `TRACKED_TGIDS` so that its first requests
+//!   are captured before user space has evaluated it; user space clears the bit if the process does not
+//!   match.
 //!
 //! Records go to the `PROCESS_EVENTS` ring buffer, submitted without a wakeup: user space drains it on a
 //! short timer, since a wakeup per record costs several microseconds in the traced process. A record that
@@ -20,7 +20,7 @@
 //! `PROCESS_LAYOUT`, which user space fills from the tracepoint `format` files before loading.
 
 use aya_ebpf::{
-    bindings::{BPF_NOEXIST, BPF_RB_NO_WAKEUP},
+    bindings::BPF_RB_NO_WAKEUP,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_ktime_get_boot_ns,
@@ -30,11 +30,11 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use vigil_common::{
-    LostSource, ProcessEvent, ProcessEventKind, ProcessTracepointLayout, TRACKED_BY_LISTEN,
+    LostSource, ProcessEvent, ProcessEventKind, ProcessTracepointLayout,
     process::{CLONE_THREAD, EXIT_GROUP_DEAD, EXIT_GROUP_DEAD_UNKNOWN, FIELD_ABSENT},
 };
 
-use crate::tracked::TRACKED_TGIDS;
+use crate::tracked::track;
 
 /// Filled by user space (`EbpfLoader::set_global`) before load.
 #[unsafe(no_mangle)]
@@ -174,8 +174,7 @@ pub fn vigil_listen(ctx: TracePointContext) -> u32 {
     let (pid, tgid) = current_ids();
     // SAFETY: a read of our own `.rodata` global; volatile so the compiler does not fold the default.
     if unsafe { core::ptr::read_volatile(&CAPTURE_ON_LISTEN) } != 0 {
-        // An entry discovery wrote stays as it is (BPF_NOEXIST); a full map is caught by discovery.
-        let _ = TRACKED_TGIDS.insert(&tgid, &TRACKED_BY_LISTEN, BPF_NOEXIST as u64);
+        track(tgid);
     }
     submit(ProcessEventKind::Listen, 0, pid, tgid, 0);
     0

@@ -284,19 +284,24 @@ impl Drop for Vigil {
     }
 }
 
-/// The tgids in the in-kernel filter map (`TRACKED_TGIDS`) of the newest vigil loaded: what the kernel
-/// programs will actually capture.
+/// The tgids in the in-kernel filter bitmap (`TRACKED_TGIDS`) of the newest vigil loaded: what the
+/// kernel programs will actually capture.
 pub fn tracked_tgids() -> BTreeSet<u32> {
     let newest = aya::maps::loaded_maps()
         .filter_map(Result::ok)
-        .filter(|info| info.name_as_str() == Some("TRACKED_TGIDS"))
+        .filter(|info| info.name_as_str() == Some(vigil_common::TRACKED_TGIDS_MAP))
         .map(|info| info.id())
         .max()
         .expect("a vigil with its TRACKED_TGIDS map is running");
     let data = aya::maps::MapData::from_id(newest).expect("opening TRACKED_TGIDS");
-    let map: aya::maps::HashMap<_, u32, u32> =
-        aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data)).expect("a hash map");
-    map.keys().filter_map(Result::ok).collect()
+    let map: aya::maps::Array<_, u64> =
+        aya::maps::Array::try_from(aya::maps::Map::Array(data)).expect("an array");
+    (0..map.len())
+        .flat_map(|index| {
+            let word = map.get(&index, 0).expect("reading a TRACKED_TGIDS word");
+            vigil_common::tracked_tgids_in_word(index, word)
+        })
+        .collect()
 }
 
 /// A helper process (a CPU hog, a workload outside any pod) killed when dropped, even on a failed

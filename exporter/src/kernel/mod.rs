@@ -3,7 +3,7 @@
 //!
 //! Hooks: `sched/sched_process_exec`, `task/task_newtask`, `sched/sched_process_fork`,
 //! `sched/sched_process_exit`, `syscalls/sys_exit_listen` (see `exporter-ebpf/src/process.rs`). Also owns
-//! the `TRACKED_TGIDS` filter map, which discovery writes through [`TrackedTgids`].
+//! the `TRACKED_TGIDS` filter bitmap, which discovery writes through [`TrackedTgids`].
 //!
 //! Metrics:
 //! - `vigil_process_events_total{event}`: process events received from the kernel; `event` is one of
@@ -17,19 +17,24 @@
 
 pub mod layout;
 
-use std::path::Path;
+use std::{
+    os::fd::{AsFd, AsRawFd},
+    path::Path,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf},
+    maps::{Array, IterableMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{ProgramError, TracePoint},
 };
 use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 use vigil_common::{
     CAPTURE_ON_LISTEN_GLOBAL, IO_EVENTS_MAP, IoEventHeader, IoEventKind, LOST_EVENTS_MAP,
     LostSource, PROCESS_EVENTS_MAP, PROCESS_LAYOUT_GLOBAL, ProcessEvent, ProcessEventKind,
-    SYSCALL_LAYOUT_GLOBAL, SyscallLayout, TRACKED_BY_DISCOVERY, TRACKED_TGIDS_MAP, io,
+    SYSCALL_LAYOUT_GLOBAL, SyscallLayout, TRACKED_TGIDS_MAP, TRACKED_TGIDS_WORDS, io,
     process::{EXIT_GROUP_DEAD, EXIT_GROUP_DEAD_UNKNOWN, programs},
+    tracked_bit, tracked_tgids_in_word,
 };
 
 use crate::{config::EbpfConfig, discovery::ProcessFilter, metrics::register};
@@ -50,6 +55,12 @@ pub enum KernelError {
         name: &'static str,
         #[source]
         source: MapError,
+    },
+    #[error("cannot map `{name}` into memory: {source}")]
+    MapMemory {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -214,7 +225,7 @@ impl KernelProbes {
         let ring = take_map(&mut ebpf, PROCESS_EVENTS_MAP)?;
         let lost = take_map(&mut ebpf, LOST_EVENTS_MAP)?;
         let io_ring = take_map(&mut ebpf, IO_EVENTS_MAP)?;
-        let tracked = take_map(&mut ebpf, TRACKED_TGIDS_MAP)?;
+        let tracked = TrackedTgids::map(take_map(&mut ebpf, TRACKED_TGIDS_MAP)?)?;
         let events = KernelEvents {
             ring,
             lost,
@@ -226,38 +237,84 @@ impl KernelProbes {
             counted: IoEventCounters::new(&metrics.io_events),
             spare: Vec::new(),
         };
-        Ok((
-            KernelProbes { _ebpf: ebpf },
-            events,
-            io_events,
-            TrackedTgids { map: tracked },
-        ))
+        Ok((KernelProbes { _ebpf: ebpf }, events, io_events, tracked))
     }
 }
 
-/// The `TRACKED_TGIDS` filter map: the processes whose syscalls capture programs record.
+/// The `TRACKED_TGIDS` filter bitmap, mapped into vigil's memory: the processes whose syscalls capture
+/// programs record. Bits are set and cleared with atomic operations on the shared words, as the listen
+/// program sets them: no writer loses another's bit in the same word, and no syscall is needed.
 pub struct TrackedTgids {
-    map: BpfHashMap<MapData, u32, u32>,
+    /// `TRACKED_TGIDS_WORDS` words; the mapping keeps the map alive after its fd is closed.
+    memory: memmap2::MmapRaw,
+}
+
+impl TrackedTgids {
+    fn map(map: Array<MapData, u64>) -> Result<TrackedTgids, KernelError> {
+        let memory = memmap2::MmapOptions::new()
+            .len(TRACKED_TGIDS_WORDS as usize * size_of::<u64>())
+            .map_raw(map.map().fd().as_fd().as_raw_fd())
+            .map_err(|source| KernelError::MapMemory {
+                name: TRACKED_TGIDS_MAP,
+                source,
+            })?;
+        Ok(TrackedTgids { memory })
+    }
+
+    fn words(&self) -> &[AtomicU64] {
+        // SAFETY: the mapping is `TRACKED_TGIDS_WORDS` `u64`s, page aligned, shared with the kernel and
+        // alive as long as `self`; every access to it, here and in the kernel, is atomic.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.memory.as_ptr() as *const AtomicU64,
+                TRACKED_TGIDS_WORDS as usize,
+            )
+        }
+    }
+
+    /// The word holding `tgid`'s bit, and the bit's mask; `None` for a tgid past the bitmap (which no
+    /// kernel gives out).
+    fn bit(&self, tgid: u32) -> Option<(&AtomicU64, u64)> {
+        let (index, mask) = tracked_bit(tgid);
+        self.words().get(index as usize).map(|word| (word, mask))
+    }
+
+    /// Sets the bit of `tgid` (an atomic or: the kernel writes the same words).
+    fn set(&self, tgid: u32) -> Result<(), String> {
+        let (word, mask) = self
+            .bit(tgid)
+            .ok_or_else(|| format!("tgid {tgid} is past the filter bitmap"))?;
+        word.fetch_or(mask, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Clears the bit of `tgid` (an atomic and).
+    fn clear(&self, tgid: u32) {
+        if let Some((word, mask)) = self.bit(tgid) {
+            word.fetch_and(!mask, Ordering::Relaxed);
+        }
+    }
 }
 
 impl ProcessFilter for TrackedTgids {
     fn insert(&mut self, tgid: u32) -> Result<(), String> {
-        self.map
-            .insert(tgid, TRACKED_BY_DISCOVERY, 0)
-            .map_err(|error| error.to_string())
+        self.set(tgid)
     }
 
     fn remove(&mut self, tgid: u32) {
-        // Absent already is fine: the goal is that it is not there.
-        let _ = self.map.remove(&tgid);
+        self.clear(tgid);
     }
 
     fn contains(&self, tgid: u32) -> bool {
-        self.map.get(&tgid, 0).is_ok()
+        self.bit(tgid)
+            .is_some_and(|(word, mask)| word.load(Ordering::Relaxed) & mask != 0)
     }
 
     fn tgids(&self) -> Vec<u32> {
-        self.map.keys().filter_map(Result::ok).collect()
+        (0..)
+            .zip(self.words())
+            .flat_map(|(index, word)| tracked_tgids_in_word(index, word.load(Ordering::Relaxed)))
+            .collect()
     }
 }
 

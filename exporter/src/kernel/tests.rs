@@ -1,4 +1,7 @@
-use vigil_common::process::{EXIT_GROUP_DEAD, EXIT_GROUP_DEAD_UNKNOWN};
+use vigil_common::{
+    PID_MAX_LIMIT,
+    process::{EXIT_GROUP_DEAD, EXIT_GROUP_DEAD_UNKNOWN},
+};
 
 use super::*;
 
@@ -134,4 +137,69 @@ fn io_records_of_every_size_are_read_and_malformed_ones_refused() {
         IoRecord::parse(&io_record_bytes(1, 0, 0, 0)[..8], Vec::new()),
         None
     );
+}
+
+/// The filter over anonymous memory of the bitmap's size, as vigil maps the kernel's.
+fn filter_in_memory() -> TrackedTgids {
+    let memory = memmap2::MmapOptions::new()
+        .len(TRACKED_TGIDS_WORDS as usize * size_of::<u64>())
+        .map_anon()
+        .expect("anonymous memory");
+    TrackedTgids {
+        memory: memory.into(),
+    }
+}
+
+#[test]
+fn the_filter_bitmap_keeps_each_tgid_to_its_own_bit() {
+    let mut filter = filter_in_memory();
+    let tgids = [1, 63, 64, 65, 4242, PID_MAX_LIMIT - 1];
+    for tgid in tgids {
+        filter.insert(tgid).expect("a tgid the kernel can give out");
+    }
+    assert_eq!(filter.tgids(), tgids);
+    filter.remove(64);
+    assert!(!filter.contains(64));
+    assert!(
+        filter.contains(63) && filter.contains(65),
+        "its neighbours stay"
+    );
+    assert_eq!(filter.tgids(), [1, 63, 65, 4242, PID_MAX_LIMIT - 1]);
+
+    assert!(filter.insert(PID_MAX_LIMIT).is_err());
+    assert!(!filter.contains(PID_MAX_LIMIT));
+    filter.remove(PID_MAX_LIMIT);
+    assert_eq!(filter.tgids().len(), 5);
+}
+
+#[test]
+fn writers_of_the_same_words_never_lose_each_others_bits() {
+    // Four writers share every word (tgid = 4 * n + writer) and write each of their bits once per
+    // phase, all four together: set every tgid, then clear those with tgid % 8 >= 4. An update a
+    // read-modify-write that is not atomic loses is never written again, so it shows at the end.
+    let filter = filter_in_memory();
+    let writers = 4;
+    let phase = |write: &(dyn Fn(&TrackedTgids, u32) + Sync)| {
+        let start = std::sync::Barrier::new(writers as usize);
+        std::thread::scope(|scope| {
+            for writer in 0..writers {
+                let (filter, start) = (&filter, &start);
+                scope.spawn(move || {
+                    start.wait();
+                    for tgid in (writer..PID_MAX_LIMIT).step_by(writers as usize) {
+                        write(filter, tgid);
+                    }
+                });
+            }
+        });
+    };
+    phase(&|filter, tgid| filter.set(tgid).unwrap());
+    assert_eq!(filter.tgids().len(), PID_MAX_LIMIT as usize);
+    phase(&|filter, tgid| {
+        if tgid % 8 >= 4 {
+            filter.clear(tgid);
+        }
+    });
+    let expected: Vec<u32> = (0..PID_MAX_LIMIT).filter(|tgid| tgid % 8 < 4).collect();
+    assert_eq!(filter.tgids(), expected);
 }
