@@ -21,9 +21,8 @@
 //!
 //! Every program tests the current tgid's bit in `TRACKED_TGIDS` first and returns at once for every
 //! other process: the cost the rest of the node pays is one inlined array lookup per hooked syscall
-//! (on top of the tracepoint's own cost). Records go
-//! to `IO_EVENTS`, submitted without a wakeup and drained by user space on a timer; a full ring is
-//! counted in `LOST_EVENTS[IoEvents]`. Register offsets come from `SYSCALL_LAYOUT`, filled by user
+//! (on top of the tracepoint's own cost). Records go to `IO_EVENTS`, submitted without a wakeup and
+//! drained by user space on a timer; a full ring is counted in `LOST_EVENTS[IoEvents]`. Register offsets come from `SYSCALL_LAYOUT`, filled by user
 //! space.
 
 use core::ffi::c_void;
@@ -177,7 +176,8 @@ fn first_iovec(iovec: u64, moved: u64) -> Option<(u64, u64)> {
     Some((base, len.min(moved)))
 }
 
-/// At a syscall's exit: submits what the call moved, for an instrumented process.
+/// At a syscall's exit: submits what the call moved, for an instrumented process. Inlined into each
+/// program, so that the filter test is the first thing it runs, without a BPF-to-BPF call.
 #[inline(always)]
 fn finish(kind: IoEventKind, data: Data) {
     let Some(tgid) = tracked_tgid() else {
@@ -206,6 +206,7 @@ fn finish(kind: IoEventKind, data: Data) {
 }
 
 /// Submits a record of the smallest size class `available` bytes fit in (the largest, cut, if none).
+/// Inlined: six arguments are more than a BPF-to-BPF call passes.
 #[inline(always)]
 fn submit(kind: IoEventKind, tgid: u32, fd: u32, length: u64, source: u64, available: u64) {
     let header = IoEventHeader {
