@@ -225,7 +225,7 @@ impl KernelProbes {
         let ring = take_map(&mut ebpf, PROCESS_EVENTS_MAP)?;
         let lost = take_map(&mut ebpf, LOST_EVENTS_MAP)?;
         let io_ring = take_map(&mut ebpf, IO_EVENTS_MAP)?;
-        let tracked = TrackedTgids::map(take_map(&mut ebpf, TRACKED_TGIDS_MAP)?)?;
+        let tracked = TrackedTgids::map_into_memory(take_map(&mut ebpf, TRACKED_TGIDS_MAP)?)?;
         let events = KernelEvents {
             ring,
             lost,
@@ -250,10 +250,10 @@ pub struct TrackedTgids {
 }
 
 impl TrackedTgids {
-    fn map(map: Array<MapData, u64>) -> Result<TrackedTgids, KernelError> {
+    fn map_into_memory(array: Array<MapData, u64>) -> Result<TrackedTgids, KernelError> {
         let memory = memmap2::MmapOptions::new()
             .len(TRACKED_TGIDS_WORDS as usize * size_of::<u64>())
-            .map_raw(map.map().fd().as_fd().as_raw_fd())
+            .map_raw(array.map().fd().as_fd().as_raw_fd())
             .map_err(|source| KernelError::MapMemory {
                 name: TRACKED_TGIDS_MAP,
                 source,
