@@ -22,8 +22,8 @@
 //! Every program tests the current tgid's bit in `TRACKED_TGIDS` first and returns at once for every
 //! other process: the cost the rest of the node pays is one inlined array lookup per hooked syscall
 //! (on top of the tracepoint's own cost). Records go to `IO_EVENTS`, submitted without a wakeup and
-//! drained by user space on a timer; a full ring is counted in `LOST_EVENTS[IoEvents]`. Register offsets come from `SYSCALL_LAYOUT`, filled by user
-//! space.
+//! drained by user space on a timer; a full ring is counted in `LOST_EVENTS[IoEvents]`. Register
+//! offsets come from `SYSCALL_LAYOUT`, filled by user space.
 
 use core::ffi::c_void;
 

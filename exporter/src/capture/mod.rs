@@ -721,24 +721,20 @@ impl Capture {
             .collect();
         // Sorted, so that each process is opened once for all its connections.
         pending.sort_unstable();
-        let mut opened: Option<(u32, Result<ProcessHandle, String>)> = None;
-        for (tgid, fd) in pending {
-            if opened.as_ref().is_none_or(|(open, _)| *open != tgid) {
-                let handle = ProcessHandle::open(tgid).map_err(|error| error.to_string());
-                opened = Some((tgid, handle));
-            }
-            let Some((_, process)) = &opened else {
-                continue;
-            };
-            let lookup = match process {
-                Ok(process) => match process.addresses(fd) {
-                    Ok(addresses) => AddressLookup::Found(addresses),
+        for connections in pending.chunk_by(|one, other| one.0 == other.0) {
+            let tgid = connections[0].0;
+            let process = ProcessHandle::open(tgid);
+            for &(_, fd) in connections {
+                let lookup = match &process {
+                    Ok(process) => match process.addresses(fd) {
+                        Ok(addresses) => AddressLookup::Found(addresses),
+                        Err(error) => AddressLookup::Failed(error.to_string()),
+                    },
                     Err(error) => AddressLookup::Failed(error.to_string()),
-                },
-                Err(error) => AddressLookup::Failed(error.clone()),
-            };
-            if let Some(connection) = self.connections.get_mut(&(tgid, fd)) {
-                connection.addresses = lookup;
+                };
+                if let Some(connection) = self.connections.get_mut(&(tgid, fd)) {
+                    connection.addresses = lookup;
+                }
             }
         }
     }
