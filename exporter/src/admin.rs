@@ -110,9 +110,14 @@ fn route(state: &AdminState, request: &Request<hyper::body::Incoming>) -> Respon
         },
         "/debug/discovery" => match state.discovery.get() {
             Some(discovery) => {
-                let discovery = discovery.lock().expect("discovery lock poisoned");
-                let mut json = discovery.to_json(std::time::Instant::now());
-                json["pods"] = state.pods.lock().expect("pods lock poisoned").clone();
+                // The lock is held only to copy the table; serialising happens after it is released.
+                let snapshot = discovery
+                    .lock()
+                    .expect("discovery lock poisoned")
+                    .snapshot(std::time::Instant::now());
+                let pods = state.pods.lock().expect("pods lock poisoned").clone();
+                let mut json = serde_json::to_value(snapshot).expect("plain data");
+                json["pods"] = pods;
                 respond(StatusCode::OK, "application/json", json.to_string())
             }
             None => respond(

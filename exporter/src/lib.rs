@@ -8,10 +8,11 @@ pub mod admin;
 pub mod capture;
 pub mod cli;
 pub mod config;
+pub mod coverage;
 pub mod discovery;
 pub mod kernel;
-pub mod kubernetes;
 pub mod metrics;
+pub mod pods;
 pub mod privileges;
 
 use std::{
@@ -27,9 +28,10 @@ use crate::{
     admin::{AdminState, Readiness},
     capture::{Capture, CaptureMetrics},
     config::Config,
+    coverage::MonitoringMetrics,
     discovery::{Discovery, DiscoveryMetrics},
     kernel::{KernelMetrics, KernelProbes},
-    kubernetes::{KubeMetrics, monitoring::MonitoringMetrics},
+    pods::KubeMetrics,
 };
 
 /// Runs vigil until SIGTERM or SIGINT. Privileges are checked by the caller.
@@ -66,14 +68,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         &kernel_metrics,
     )?;
     readiness.set_probes_attached();
-    let pod_watch = match kubernetes::connect(&config.k8s)
+    let pod_watch = match pods::connect(&config.k8s)
         .await
         .context("connecting to the Kubernetes API")?
     {
         Some(client) => {
-            let node = kubernetes::node_name(&config.k8s);
+            let node = pods::node_name(&config.k8s);
             tracing::info!(%node, "watching the pods of this node");
-            Some(kubernetes::watch_pods(client, node, kube_metrics))
+            Some(pods::watch_pods(client, node, kube_metrics))
         }
         None => {
             tracing::info!(
@@ -152,14 +154,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 lock_capture().expire(&discovery, Instant::now());
                 if let Some(watch) = &pod_watch {
                     watch.update_gauges();
-                    let reports = kubernetes::monitoring::evaluate(
+                    let reports = coverage::evaluate(
                         &watch.store.lock().expect("pod store lock"),
                         &discovery,
                         &config.k8s,
                         std::time::SystemTime::now(),
                     );
                     monitoring_metrics.publish(&reports);
-                    *pod_reports.lock().expect("pods lock") = kubernetes::monitoring::to_json(&reports);
+                    *pod_reports.lock().expect("pods lock") = coverage::to_json(&reports);
                 }
             }
             _ = reconcile.tick() => {

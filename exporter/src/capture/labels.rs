@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::{
     discovery::ContainerRef,
-    kubernetes::pods::{PodMeta, PodStore},
+    pods::{PodMeta, PodStore},
 };
 
 /// The identity label names, in the order of [`ServiceLabels::values`].
@@ -47,11 +47,7 @@ impl ServiceLabels {
     /// Deployment, StatefulSet, …), else the pod's; `service_namespace` the namespace.
     pub fn of_pod(pod: &PodMeta, container_id: Option<&str>) -> ServiceLabels {
         let container = pod
-            .containers
-            .iter()
-            .find(|container| {
-                container.container_id.as_deref() == container_id && container_id.is_some()
-            })
+            .container(container_id)
             .map(|container| container.name.clone())
             .unwrap_or_default();
         let owned = |kind: &str| {
@@ -104,16 +100,20 @@ pub fn resolve(
     let pods = pods.lock().expect("pod store lock");
     let pod = pods.get(pod_uid)?;
     let container_id = container.container_id.as_deref();
-    pod.containers
-        .iter()
-        .any(|known| known.container_id.as_deref() == container_id)
-        .then(|| ServiceLabels::of_pod(pod, container_id))
+    // A process outside any container of the pod (its container not reported started yet) waits.
+    let started = pod.container(container_id).is_some()
+        || (container_id.is_none()
+            && pod
+                .containers
+                .iter()
+                .any(|known| known.container_id.is_none()));
+    started.then(|| ServiceLabels::of_pod(pod, container_id))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kubernetes::pods::ContainerMeta;
+    use crate::pods::ContainerMeta;
 
     fn pod(owner: Option<(&str, &str)>) -> PodMeta {
         PodMeta {

@@ -66,8 +66,8 @@ use crate::{
     config::MetricsConfig,
     discovery::{Discovery, Publication},
     kernel::IoRecord,
-    kubernetes::pods::PodStore,
     metrics::register,
+    pods::PodStore,
 };
 use http1::{
     Framing, HeadEnd, ends_chunked_body, is_incomplete_head, parse_request, parse_status,

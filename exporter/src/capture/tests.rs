@@ -13,14 +13,15 @@ use vigil_common::io::IO_DATA_MAX;
 use super::*;
 use crate::{
     config::{DiscoveryConfig, MetricsConfig},
-    discovery::{DiscoveryMetrics, ProcessFilter},
+    discovery::DiscoveryMetrics,
+    kernel::{FilterError, ProcessFilter},
 };
 
 #[derive(Default)]
 struct SetFilter(BTreeSet<u32>);
 
 impl ProcessFilter for SetFilter {
-    fn insert(&mut self, tgid: u32) -> Result<(), String> {
+    fn insert(&mut self, tgid: u32) -> Result<(), FilterError> {
         self.0.insert(tgid);
         Ok(())
     }

@@ -14,6 +14,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::{
+    clock::{boot_time_ns, start_boot_ns},
+    metrics::DiscoveryMetrics,
+    state::{Decision, ProcessState},
+};
 use crate::config::{MinProcessAge, MinProcessAgeBounds};
 
 /// How long a lifetime counts towards the threshold.
@@ -97,6 +102,21 @@ impl AgeThreshold {
                     .clamp(self.bounds.min, self.bounds.max)
             }
         };
+    }
+}
+
+/// Moves a provisional process at least `min_age` old to instrumented.
+pub(super) fn publish_if_old_enough(
+    decision: &mut Decision,
+    min_age: Duration,
+    ticks_per_second: u64,
+    metrics: &DiscoveryMetrics,
+) {
+    let age_ns = boot_time_ns().saturating_sub(start_boot_ns(decision.identity, ticks_per_second));
+    if decision.state == ProcessState::Provisional && age_ns >= min_age.as_nanos() as u64 {
+        decision.state = ProcessState::Instrumented;
+        metrics.published.inc();
+        tracing::debug!(pid = decision.identity.pid, "old enough; publishing");
     }
 }
 

@@ -10,7 +10,7 @@ use globset::GlobMatcher;
 use super::process::ProcessInfo;
 use crate::{
     config::{PortRanges, Selector},
-    kubernetes::pods::PodMeta,
+    pods::PodMeta,
 };
 
 /// One selector, with its globs compiled.
@@ -125,12 +125,7 @@ impl CompiledSelector {
             .filter(|(kind, _)| kind == "Deployment")
             .map(|(_, name)| name.as_str());
         let container = pod
-            .containers
-            .iter()
-            .find(|container| {
-                container.container_id.is_some()
-                    && container.container_id == process.container.container_id
-            })
+            .container(process.container.container_id.as_deref())
             .map(|container| container.name.as_str());
         let matched = is(&self.k8s_namespace, Some(&pod.namespace))
             && is(&self.k8s_pod_name, Some(&pod.name))
@@ -245,7 +240,7 @@ mod tests {
             annotations: Default::default(),
             owner: Some(("Deployment".into(), "web".into())),
             replica_set: Some("web-5d8f7c9b4".into()),
-            containers: vec![crate::kubernetes::pods::ContainerMeta {
+            containers: vec![crate::pods::ContainerMeta {
                 name: "app".into(),
                 container_id: Some("a".repeat(64)),
             }],

@@ -1,19 +1,27 @@
 //! The supervisor against real processes on this machine's /proc, with an in-memory filter.
 
 use std::{
+    collections::BTreeSet,
     net::TcpListener,
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
-use super::*;
+use vigil_common::{
+    ProcessEvent, ProcessEventKind,
+    process::{EXIT_GROUP_DEAD, EXIT_GROUP_DEAD_UNKNOWN},
+};
+
+use super::{clock::boot_time_ns, retry::Step, *};
+use crate::kernel::FilterError;
 
 /// A filter whose contents the test can see and tamper with.
 #[derive(Clone, Default)]
 struct SharedFilter(Arc<Mutex<BTreeSet<u32>>>);
 
 impl ProcessFilter for SharedFilter {
-    fn insert(&mut self, tgid: u32) -> Result<(), String> {
+    fn insert(&mut self, tgid: u32) -> Result<(), FilterError> {
         self.0.lock().unwrap().insert(tgid);
         Ok(())
     }
@@ -183,7 +191,7 @@ fn heartbeat_drops_the_dead_and_repairs_a_missing_filter_entry() {
 fn a_late_listener_is_instrumented_when_it_listens() {
     // This test process itself plays the late listener; the selector matches its port only.
     let (mut discovery, filter, _) = discovery("{instrument: [{open_ports: '1-65535'}]}");
-    discovery.own_pid = 0; // evaluate this process as if it were anyone else
+    discovery.policy.own_pid = 0; // evaluate this process as if it were anyone else
     let me = std::process::id();
     discovery.reconcile(Instant::now()).unwrap();
     assert_eq!(
@@ -323,11 +331,11 @@ struct FlakyFilter {
 }
 
 impl ProcessFilter for FlakyFilter {
-    fn insert(&mut self, tgid: u32) -> Result<(), String> {
+    fn insert(&mut self, tgid: u32) -> Result<(), FilterError> {
         let mut failures = self.failures.lock().unwrap();
         if *failures > 0 {
             *failures -= 1;
-            return Err("map full".into());
+            return Err(FilterError(tgid));
         }
         self.inner.insert(tgid)
     }
@@ -372,7 +380,11 @@ fn a_failed_filter_insert_is_retried_until_it_holds() {
     discovery.reconcile(Instant::now()).unwrap();
     let pid = child.id();
     assert_eq!(state_of(&discovery, pid), Some(ProcessState::Candidate));
-    assert!(discovery.decisions[&pid].reason.contains("map full"));
+    assert!(
+        discovery.decisions[&pid]
+            .reason
+            .contains("past the filter bitmap")
+    );
     assert!(discovery.retries.contains_key(&pid), "a retry is pending");
     assert!(
         advance_until(&mut discovery, |discovery| state_of(discovery, pid)
@@ -422,7 +434,7 @@ fn a_failed_proc_read_is_retried_with_its_reason_until_it_succeeds() {
     );
     assert!(discovery.table.get(pid).is_none());
     let retry = discovery.retries.get(&pid).expect("the read is retried");
-    assert_eq!(retry.step, PendingStep::Read);
+    assert_eq!(retry.step, Step::Read);
     let errors: f64 = ["incomplete", "other"]
         .iter()
         .map(|reason| {
@@ -455,7 +467,7 @@ fn a_failed_proc_read_is_retried_with_its_reason_until_it_succeeds() {
 fn a_listener_the_kernel_captured_is_released_unless_it_matches() {
     // This test process listens; the selector wants another port. The kernel captured it at listen.
     let (mut discovery, filter, registry) = discovery("{instrument: [{open_ports: '1'}]}");
-    discovery.own_pid = 0; // evaluate this process as if it were anyone else
+    discovery.policy.own_pid = 0; // evaluate this process as if it were anyone else
     let me = std::process::id();
     discovery.reconcile(Instant::now()).unwrap();
     let _listener = TcpListener::bind("127.0.0.1:0").unwrap();

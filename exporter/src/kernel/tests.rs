@@ -1,9 +1,9 @@
 use vigil_common::{
-    PID_MAX_LIMIT,
+    IoEventHeader, IoEventKind, PID_MAX_LIMIT, ProcessEvent, ProcessEventKind, TRACKED_TGIDS_WORDS,
     process::{EXIT_GROUP_DEAD, EXIT_GROUP_DEAD_UNKNOWN},
 };
 
-use super::*;
+use super::{process_events::decode, *};
 
 fn event(kind: u32, flags: u32) -> ProcessEvent {
     ProcessEvent {

@@ -1,11 +1,10 @@
-//! The Prometheus registry vigil serves, and vigil's build information.
-//!
-//! Each stage registers its own metric families next to the code that updates them
-//! (`Families::register(&Registry) -> Self`); this module only owns the registry and its text encoding.
+//! The Prometheus registry vigil serves, its text encoding, vigil's build information, and the helpers
+//! every stage registers its families with (`Families::register(&Registry) -> Self`, next to the code
+//! that updates them).
 //!
 //! Metrics: `vigil_build_info{version,revision}` (always 1).
 
-use prometheus::{Encoder as _, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder as _, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Registers `vigil_build_info` and returns a registry for the stages to register into.
 pub fn new_registry() -> Registry {
@@ -45,4 +44,20 @@ pub fn register<M: prometheus::core::Collector + Clone + 'static>(
         .register(Box::new(metric.clone()))
         .expect("metric names are unique within vigil");
     metric
+}
+
+/// Registers a counter family with `labels`.
+pub fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(
+        registry,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition"),
+    )
+}
+
+/// Registers a gauge family with `labels`.
+pub fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(
+        registry,
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition"),
+    )
 }

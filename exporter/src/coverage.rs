@@ -1,4 +1,6 @@
-//! Which pods should be monitored and are not: the gauge an alert can fire on.
+//! Coverage: which pods should be monitored and are not, the gauge an alert can fire on. It runs after
+//! discovery on every heartbeat, consuming what discovery made of each pod's processes
+//! ([`PodProcesses`]) and the pod store; it feeds nothing back.
 //!
 //! A pod is **expected** when it is `Running` on this node, outside `k8s.excluded_namespaces`, not
 //! vigil's own pod, not opted out (`vigil.io/instrument: "false"`), and has been `Ready` for longer
@@ -22,17 +24,17 @@
 
 use std::time::SystemTime;
 
-use prometheus::{IntGaugeVec, Opts, Registry};
+use prometheus::{IntGaugeVec, Registry};
 
-use super::pods::{PodMeta, PodStore};
 use crate::{
     config::KubernetesConfig,
     discovery::{Discovery, PodProcesses},
-    metrics::register,
+    metrics::gauge_vec,
+    pods::{
+        PodMeta, PodStore,
+        rules::{self, OptOut},
+    },
 };
-
-/// Annotation that opts a pod out of (`"false"`) monitoring.
-pub const INSTRUMENT_ANNOTATION: &str = "vigil.io/instrument";
 
 /// What vigil makes of one pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,12 +60,8 @@ pub struct MonitoringMetrics {
 
 impl MonitoringMetrics {
     pub fn register(registry: &Registry) -> Self {
-        let gauge = |name: &str, help: &str, labels: &[&str]| {
-            register(
-                registry,
-                IntGaugeVec::new(Opts::new(name, help), labels).expect("static"),
-            )
-        };
+        let gauge =
+            |name: &str, help: &str, labels: &[&str]| gauge_vec(registry, name, help, labels);
         MonitoringMetrics {
             monitored: gauge(
                 "vigil_monitored_pods",
@@ -145,19 +143,13 @@ fn expectation(
     if pod.phase != "Running" {
         return Err("not running");
     }
-    if config.excluded_namespaces.contains(&pod.namespace) {
-        return Err("namespace excluded (k8s.excluded_namespaces)");
-    }
-    if own_pod == Some(pod.uid.as_str()) {
-        return Err("vigil's own pod");
-    }
-    if pod
-        .annotations
-        .get(INSTRUMENT_ANNOTATION)
-        .map(String::as_str)
-        == Some("false")
-    {
-        return Err("opted out (vigil.io/instrument: \"false\")");
+    match rules::opt_out(pod, &config.excluded_namespaces) {
+        Some(OptOut::ExcludedNamespace) => {
+            return Err("namespace excluded (k8s.excluded_namespaces)");
+        }
+        _ if own_pod == Some(pod.uid.as_str()) => return Err("vigil's own pod"),
+        Some(OptOut::Annotated) => return Err("opted out (vigil.io/instrument: \"false\")"),
+        None => {}
     }
     let ready_for = pod
         .ready_since
@@ -250,7 +242,7 @@ mod tests {
         let mut opted_out = pod(now);
         opted_out
             .annotations
-            .insert(INSTRUMENT_ANNOTATION.into(), "false".into());
+            .insert(rules::INSTRUMENT_ANNOTATION.into(), "false".into());
         assert!(expectation(&opted_out, &config(), None, now).is_err());
         assert!(
             expectation(&pod(now), &config(), Some("u1"), now).is_err(),

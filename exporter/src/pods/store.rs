@@ -108,6 +108,16 @@ impl PodMeta {
     }
 }
 
+impl PodMeta {
+    /// Its started container with id `container_id` (`None` for a process outside any container).
+    pub fn container(&self, container_id: Option<&str>) -> Option<&ContainerMeta> {
+        let container_id = container_id?;
+        self.containers
+            .iter()
+            .find(|known| known.container_id.as_deref() == Some(container_id))
+    }
+}
+
 /// A Deployment names its ReplicaSets `<deployment>-<pod-template-hash>`.
 fn deployment_of_replica_set(replica_set: &str, template_hash: Option<&String>) -> Option<String> {
     let hash = template_hash?;

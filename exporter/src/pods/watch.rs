@@ -1,16 +1,11 @@
-//! Kubernetes: the pods of this node, from a node-scoped watch of the API server (`kube` watcher with
-//! `spec.nodeName=<node>`, backoff on errors, a relist after `410 Gone`), stripped to what vigil needs
-//! ([`pods`]), with owners resolved through the API (a ReplicaSet's Deployment, a Job's CronJob; the
-//! controllers' naming rule where the API refuses), and which of them are monitored ([`monitoring`]).
+//! The pod watch: a node-scoped watch of the API server (`kube` watcher with `spec.nodeName=<node>`,
+//! backoff on errors, a relist after `410 Gone`) that keeps the [`PodStore`] current, each pod stripped
+//! to a [`PodMeta`] with its owner resolved ([`super::owners`]).
 //!
 //! Without a kubeconfig and outside a pod (no service account), vigil runs node-only and says so once.
 //!
 //! Metrics: `vigil_kube_watch_restarts_total` (watch errors, each followed by a backoff and a new
-//! watch or list), `vigil_kube_last_event_age_seconds`, `vigil_kube_pods{phase}`, and the monitoring
-//! gauges of [`monitoring`].
-
-pub mod monitoring;
-pub mod pods;
+//! watch or list), `vigil_kube_last_event_age_seconds`, `vigil_kube_pods{phase}`.
 
 use std::{
     sync::{Arc, Mutex},
@@ -18,18 +13,21 @@ use std::{
 };
 
 use futures::StreamExt as _;
-use k8s_openapi::{
-    api::{apps::v1::ReplicaSet, batch::v1::Job, core::v1::Pod},
-    apimachinery::pkg::apis::meta::v1::OwnerReference,
-};
+use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api, Client,
     runtime::{WatchStreamExt as _, watcher},
 };
-use prometheus::{Gauge, IntCounter, IntGaugeVec, Opts, Registry};
+use prometheus::{Gauge, IntCounter, IntGaugeVec, Registry};
 
-use crate::{config::KubernetesConfig, metrics::register};
-use pods::{PodMeta, PodStore};
+use super::{
+    owners::OwnerResolver,
+    store::{PodMeta, PodStore},
+};
+use crate::{
+    config::KubernetesConfig,
+    metrics::{gauge_vec, register},
+};
 
 /// Why the API server cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -73,13 +71,11 @@ impl KubeMetrics {
                 )
                 .expect("static"),
             ),
-            pods: register(
+            pods: gauge_vec(
                 registry,
-                IntGaugeVec::new(
-                    Opts::new("vigil_kube_pods", "Pods of this node known to vigil, by phase."),
-                    &["phase"],
-                )
-                .expect("static"),
+                "vigil_kube_pods",
+                "Pods of this node known to vigil, by phase.",
+                &["phase"],
             ),
         }
     }
@@ -142,101 +138,6 @@ pub fn node_name(config: &KubernetesConfig) -> String {
             .to_string_lossy()
             .into_owned()
     })
-}
-
-/// Resolves pod owners through the API (a ReplicaSet's Deployment, a Job's CronJob), remembering each
-/// answer; where the API refuses or does not know the owner, the controllers' naming rule stands.
-struct OwnerResolver {
-    client: Client,
-    /// (namespace, kind, name) → the owner's own controller, if it has one.
-    known: std::collections::HashMap<(String, String, String), Option<(String, String)>>,
-}
-
-impl OwnerResolver {
-    fn new(client: Client) -> Self {
-        OwnerResolver {
-            client,
-            known: std::collections::HashMap::new(),
-        }
-    }
-
-    /// The pod stripped to a [`PodMeta`], with its owner resolved.
-    async fn resolve(&mut self, pod: &Pod) -> Option<PodMeta> {
-        let mut meta = PodMeta::from_pod(pod)?;
-        let controller = pod
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .find(|owner| owner.controller == Some(true));
-        let Some(controller) =
-            controller.filter(|owner| matches!(owner.kind.as_str(), "ReplicaSet" | "Job"))
-        else {
-            // A bare pod, or one whose owner needs no lookup.
-            return Some(meta);
-        };
-        let key = (
-            meta.namespace.clone(),
-            controller.kind.clone(),
-            controller.name.clone(),
-        );
-        let resolved = match self.known.get(&key) {
-            Some(resolved) => resolved.clone(),
-            None => match self
-                .fetch(&meta.namespace, &controller.kind, &controller.name)
-                .await
-            {
-                Ok(owners) => {
-                    let resolved = owners
-                        .iter()
-                        .find(|owner| owner.controller == Some(true))
-                        .map(|owner| (owner.kind.clone(), owner.name.clone()));
-                    self.known.insert(key, resolved.clone());
-                    resolved
-                }
-                Err(error) => {
-                    tracing::debug!(%error, kind = %controller.kind, name = %controller.name, "owner not resolved through the API; using the naming rule");
-                    return Some(meta);
-                }
-            },
-        };
-        match resolved {
-            Some(owner) => {
-                if controller.kind == "ReplicaSet" {
-                    meta.replica_set = Some(controller.name.clone());
-                }
-                meta.owner = Some(owner);
-            }
-            None => {
-                meta.owner = Some((controller.kind.clone(), controller.name.clone()));
-                meta.replica_set = None;
-            }
-        }
-        Some(meta)
-    }
-
-    async fn fetch(
-        &self,
-        namespace: &str,
-        kind: &str,
-        name: &str,
-    ) -> Result<Vec<OwnerReference>, kube::Error> {
-        let metadata = match kind {
-            "ReplicaSet" => {
-                Api::<ReplicaSet>::namespaced(self.client.clone(), namespace)
-                    .get_metadata(name)
-                    .await?
-                    .metadata
-            }
-            _ => {
-                Api::<Job>::namespaced(self.client.clone(), namespace)
-                    .get_metadata(name)
-                    .await?
-                    .metadata
-            }
-        };
-        Ok(metadata.owner_references.unwrap_or_default())
-    }
 }
 
 /// Starts watching the pods of `node_name`; the returned handle sees the store the task keeps current.

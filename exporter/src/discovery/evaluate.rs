@@ -1,0 +1,132 @@
+//! Evaluating one process: its listening ports (when a selector needs them), its pod, the selection
+//! policy's verdict ([`super::policy`]), and applying that to the in-kernel filter: a process that
+//! matches is captured at once (provisional until the minimum age, see [`super::age`]), one that no
+//! longer matches leaves the filter.
+//!
+//! Metrics: `vigil_instrumentation_latency_seconds`, `vigil_published_processes_total`.
+
+use std::{collections::BTreeSet, path::Path, time::Instant};
+
+use super::{
+    Discovery,
+    age::publish_if_old_enough,
+    clock::boot_time_ns,
+    process::{ProcessInfo, ReadError},
+    retry::StepError,
+    state::{Decision, ProcessState},
+};
+
+impl Discovery {
+    /// Decides the state of `pid` (in the table) and applies it to the filter.
+    pub(super) fn evaluate(
+        &mut self,
+        pid: u32,
+        trigger: Option<u64>,
+        now: Instant,
+    ) -> Result<(), StepError> {
+        let Some(info) = self.table.get(pid).cloned() else {
+            return Ok(());
+        };
+        let ports = match self.policy.needs_ports {
+            true => match self.listeners.ports_of(&self.reader, pid) {
+                Ok(ports) => ports,
+                Err(ReadError::NotFound) => return self.confirm_exit(info.identity, now),
+                Err(error) => return Err(StepError::ReadPorts(error)),
+            },
+            false => BTreeSet::new(),
+        };
+        let pods = self
+            .pods
+            .as_ref()
+            .map(|pods| pods.lock().expect("pod store lock"));
+        let pod = pods
+            .as_ref()
+            .zip(info.container.pod_uid.as_deref())
+            .and_then(|(pods, uid)| pods.get(uid));
+        let decided_without_pod =
+            pods.is_some() && info.container.pod_uid.is_some() && pod.is_none();
+        let (verdict, reason) = self.policy.verdict(&info, &ports, pod);
+        drop(pods);
+
+        let previous = self
+            .decisions
+            .remove(&pid)
+            .filter(|old| old.identity == info.identity);
+        let was_captured = previous.as_ref().is_some_and(|old| old.state.is_captured());
+        let captures = matches!(
+            verdict,
+            ProcessState::Instrumented | ProcessState::PendingMetadata
+        );
+        let mut decision = Decision {
+            identity: info.identity,
+            state: verdict,
+            reason,
+            ports,
+            last_heartbeat: previous.as_ref().and_then(|old| old.last_heartbeat),
+            captured_boot_ns: None,
+            exited_boot_ns: previous.as_ref().and_then(|old| old.exited_boot_ns),
+            service_name: service_name(&info),
+            attach_failed: false,
+            decided_without_pod,
+        };
+        match (captures, was_captured) {
+            (true, true) => {
+                let previous = previous.expect("was captured");
+                decision.state = match (verdict, previous.state) {
+                    (ProcessState::PendingMetadata, _) => ProcessState::PendingMetadata,
+                    (_, ProcessState::Instrumented) => ProcessState::Instrumented,
+                    _ => ProcessState::Provisional,
+                };
+                decision.captured_boot_ns = previous.captured_boot_ns;
+            }
+            (true, false) => {
+                if let Err(error) = self.filter.insert(pid) {
+                    decision.state = ProcessState::Candidate;
+                    decision.attach_failed = true;
+                    decision.reason = format!("filter insert failed: {error}");
+                    self.decisions.insert(pid, decision);
+                    return Err(error.into());
+                }
+                let captured_ns = boot_time_ns();
+                if let Some(trigger) = trigger {
+                    let elapsed_ns = captured_ns.saturating_sub(trigger);
+                    self.metrics.latency.observe(elapsed_ns as f64 / 1e9);
+                }
+                // Capture starts now whatever its age; publication waits for the minimum age (a process
+                // found already old, as on a restart, is published at once) and for its pod's metadata
+                // when a selector needs it.
+                decision.state = match verdict {
+                    ProcessState::PendingMetadata => ProcessState::PendingMetadata,
+                    _ => ProcessState::Provisional,
+                };
+                decision.captured_boot_ns = Some(captured_ns);
+                tracing::info!(pid, exe = ?info.exe, cmdline = %info.cmdline, "instrumented");
+            }
+            (false, true) => self.filter.remove(pid),
+            (false, false) => {}
+        }
+        publish_if_old_enough(
+            &mut decision,
+            self.min_age.current(),
+            self.ticks_per_second,
+            &self.metrics,
+        );
+        self.decisions.insert(pid, decision);
+        Ok(())
+    }
+}
+
+/// The default `service_name` of a process: its executable's file name, else its command's.
+fn service_name(info: &ProcessInfo) -> String {
+    let program = info
+        .exe
+        .as_deref()
+        .and_then(Path::file_name)
+        .and_then(|name| name.to_str())
+        .or_else(|| {
+            let command = info.cmdline.split(' ').next()?;
+            command.rsplit('/').next()
+        })
+        .filter(|name| !name.is_empty());
+    program.unwrap_or("unknown").to_owned()
+}
