@@ -128,10 +128,9 @@ fn route(state: &AdminState, request: &Request<hyper::body::Incoming>) -> Respon
         },
         "/debug/connections" => match state.capture.get() {
             Some(capture) => {
-                let json = capture
-                    .lock()
-                    .expect("capture lock poisoned")
-                    .connections_json();
+                // The lock is held only to copy the rows; serialising happens after it is released.
+                let connections = capture.lock().expect("capture lock poisoned").connections();
+                let json = serde_json::json!({ "connections": connections });
                 respond(StatusCode::OK, "application/json", json.to_string())
             }
             None => respond(

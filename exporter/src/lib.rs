@@ -31,6 +31,7 @@ use crate::{
     coverage::MonitoringMetrics,
     discovery::{Discovery, DiscoveryMetrics},
     kernel::{KernelMetrics, KernelProbes},
+    metrics::{RedFamilies, RedSeries},
     pods::KubeMetrics,
 };
 
@@ -39,7 +40,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let registry = metrics::new_registry();
     let kernel_metrics = KernelMetrics::register(&registry);
     let discovery_metrics = DiscoveryMetrics::register(&registry);
-    let capture_metrics = CaptureMetrics::register(&registry, &config.metrics);
+    let capture_metrics = CaptureMetrics::register(&registry);
+    let red_families = RedFamilies::register(&registry, &config.metrics);
     let kube_metrics = KubeMetrics::register(&registry);
     let monitoring_metrics = MonitoringMetrics::register(&registry);
     let address = config.web.listen_address;
@@ -116,9 +118,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut heartbeat = tokio::time::interval(config.discovery.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let capture = Arc::new(Mutex::new(Capture::new(
-        &config.metrics,
         pod_watch.as_ref().map(|watch| watch.store.clone()),
         capture_metrics,
+        RedSeries::new(&config.metrics, red_families),
     )));
     let _ = capture_slot.set(capture.clone());
     let lock_capture = || capture.lock().expect("capture lock poisoned");
@@ -139,10 +141,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 let mut capture = lock_capture();
                 // I/O first: it comes only from captured processes, which are still in the table
                 // until this batch's exits are applied.
-                capture.handle(&io, &discovery);
+                capture.handle(&io, &*discovery);
                 discovery.handle(&events, Instant::now());
                 discovery.advance(Instant::now());
-                capture.settle(&discovery);
+                capture.settle(&*discovery);
                 drop(discovery);
                 capture.look_up_addresses();
                 events.clear();
@@ -151,7 +153,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = heartbeat.tick() => {
                 let mut discovery = lock();
                 discovery.heartbeat(Instant::now());
-                lock_capture().expire(&discovery, Instant::now());
+                lock_capture().expire(&*discovery, Instant::now());
                 if let Some(watch) = &pod_watch {
                     watch.update_gauges();
                     let reports = coverage::evaluate(

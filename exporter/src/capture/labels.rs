@@ -1,5 +1,6 @@
-//! The identity labels of a process's series: `service_name`, `service_namespace` and the `k8s_*`
-//! labels of its pod, joined by the pod UID and container id of its cgroup.
+//! Resolving the identity labels of a process's series ([`ServiceLabels`]): `service_name`,
+//! `service_namespace` and the `k8s_*` labels of its pod, joined by the pod UID and container id of its
+//! cgroup.
 //!
 //! A process in a pod the watcher does not know yet, or whose container the pod's statuses do not list
 //! yet, is *pending metadata*: its requests are held, not published without their pod labels, until
@@ -8,84 +9,46 @@
 
 use std::sync::{Arc, Mutex};
 
+use foldhash::HashMap;
+
+use super::view::ProcessView;
 use crate::{
     discovery::ContainerRef,
+    metrics::ServiceLabels,
     pods::{PodMeta, PodStore},
 };
 
-/// The identity label names, in the order of [`ServiceLabels::values`].
-pub const NAMES: [&str; 12] = [
-    "service_name",
-    "service_namespace",
-    "k8s_namespace_name",
-    "k8s_pod_name",
-    "k8s_pod_uid",
-    "k8s_container_name",
-    "k8s_node_name",
-    "k8s_deployment_name",
-    "k8s_replicaset_name",
-    "k8s_statefulset_name",
-    "k8s_daemonset_name",
-    "k8s_owner_name",
-];
-
-/// Identity label values of one process.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ServiceLabels {
-    values: [String; NAMES.len()],
-}
-
-impl ServiceLabels {
-    /// A process outside Kubernetes: `service_name` only.
-    pub fn host(service_name: &str) -> ServiceLabels {
-        let mut labels = ServiceLabels::default();
-        labels.values[0] = service_name.to_owned();
-        labels
-    }
-
-    /// A process of `pod`, in its container `container_id`. `service_name` is the owner's name (the
-    /// Deployment, StatefulSet, …), else the pod's; `service_namespace` the namespace.
-    pub fn of_pod(pod: &PodMeta, container_id: Option<&str>) -> ServiceLabels {
-        let container = pod
-            .container(container_id)
-            .map(|container| container.name.clone())
-            .unwrap_or_default();
-        let owned = |kind: &str| {
-            pod.owner
-                .as_ref()
-                .filter(|(owner_kind, _)| owner_kind == kind)
-                .map(|(_, name)| name.clone())
-                .unwrap_or_default()
-        };
-        let owner_name = pod.owner.as_ref().map(|(_, name)| name.clone());
-        ServiceLabels {
-            values: [
-                owner_name.clone().unwrap_or_else(|| pod.name.clone()),
-                pod.namespace.clone(),
-                pod.namespace.clone(),
-                pod.name.clone(),
-                pod.uid.clone(),
-                container,
-                pod.node_name.clone(),
-                owned("Deployment"),
-                pod.replica_set
-                    .clone()
-                    .unwrap_or_else(|| owned("ReplicaSet")),
-                owned("StatefulSet"),
-                owned("DaemonSet"),
-                owner_name.unwrap_or_default(),
-            ],
-        }
-    }
-
-    /// The values, in the order of [`NAMES`].
-    pub fn values(&self) -> impl Iterator<Item = &str> {
-        self.values.iter().map(String::as_str)
-    }
-
-    pub fn service_name(&self) -> &str {
-        &self.values[0]
-    }
+/// The labels of a process of `pod`, in its container `container_id`. `service_name` is the owner's
+/// name (the Deployment, StatefulSet, …), else the pod's; `service_namespace` the namespace.
+pub fn of_pod(pod: &PodMeta, container_id: Option<&str>) -> ServiceLabels {
+    let container = pod
+        .container(container_id)
+        .map(|container| container.name.clone())
+        .unwrap_or_default();
+    let owned = |kind: &str| {
+        pod.owner
+            .as_ref()
+            .filter(|(owner_kind, _)| owner_kind == kind)
+            .map(|(_, name)| name.clone())
+            .unwrap_or_default()
+    };
+    let owner_name = pod.owner.as_ref().map(|(_, name)| name.clone());
+    ServiceLabels::from_values([
+        owner_name.clone().unwrap_or_else(|| pod.name.clone()),
+        pod.namespace.clone(),
+        pod.namespace.clone(),
+        pod.name.clone(),
+        pod.uid.clone(),
+        container,
+        pod.node_name.clone(),
+        owned("Deployment"),
+        pod.replica_set
+            .clone()
+            .unwrap_or_else(|| owned("ReplicaSet")),
+        owned("StatefulSet"),
+        owned("DaemonSet"),
+        owner_name.unwrap_or_default(),
+    ])
 }
 
 /// Resolves the labels of a process from its cgroup and the pod watcher's store, if there is one.
@@ -107,13 +70,59 @@ pub fn resolve(
                 .containers
                 .iter()
                 .any(|known| known.container_id.is_none()));
-    started.then(|| ServiceLabels::of_pod(pod, container_id))
+    started.then(|| of_pod(pod, container_id))
+}
+
+/// Identity labels by tgid, resolved once and forgotten on every [`LabelCache::refresh`] (pods change).
+pub(super) struct LabelCache {
+    /// The pod watcher's store, when vigil watches Kubernetes.
+    pods: Option<Arc<Mutex<PodStore>>>,
+    current: HashMap<u32, Arc<ServiceLabels>>,
+    /// The last labels each captured process had: a process whose pod was deleted while it lingers
+    /// keeps its pod's labels rather than waiting for a pod that will not come back.
+    last: HashMap<u32, Arc<ServiceLabels>>,
+}
+
+impl LabelCache {
+    pub(super) fn new(pods: Option<Arc<Mutex<PodStore>>>) -> Self {
+        LabelCache {
+            pods,
+            current: HashMap::default(),
+            last: HashMap::default(),
+        }
+    }
+
+    /// The identity labels of `tgid`; `None` while its pod is not known yet (or it is gone).
+    pub(super) fn labels_of(
+        &mut self,
+        tgid: u32,
+        processes: &dyn ProcessView,
+    ) -> Option<Arc<ServiceLabels>> {
+        if let Some(labels) = self.current.get(&tgid) {
+            return Some(labels.clone());
+        }
+        let (service_name, container) = processes.service_of(tgid)?;
+        let Some(labels) = resolve(service_name, container, self.pods.as_ref()) else {
+            return self.last.get(&tgid).cloned();
+        };
+        let labels = Arc::new(labels);
+        self.current.insert(tgid, labels.clone());
+        self.last.insert(tgid, labels.clone());
+        Some(labels)
+    }
+
+    /// Forgets the resolved labels (pods change), and the last labels of processes no longer captured.
+    pub(super) fn refresh(&mut self, processes: &dyn ProcessView) {
+        self.current.clear();
+        self.last
+            .retain(|tgid, _| processes.publication(*tgid).is_captured());
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pods::ContainerMeta;
+    use crate::{metrics::labels::NAMES, pods::ContainerMeta};
 
     fn pod(owner: Option<(&str, &str)>) -> PodMeta {
         PodMeta {
@@ -143,7 +152,7 @@ mod tests {
     #[test]
     fn a_deployment_pod_is_its_deployment() {
         let container_id = "c".repeat(64);
-        let labels = ServiceLabels::of_pod(&pod(Some(("Deployment", "web"))), Some(&container_id));
+        let labels = of_pod(&pod(Some(("Deployment", "web"))), Some(&container_id));
         assert_eq!(
             super::tests::labels(&labels),
             [
@@ -165,7 +174,7 @@ mod tests {
 
     #[test]
     fn a_bare_pod_is_itself_and_an_unknown_container_has_no_name() {
-        let labels = ServiceLabels::of_pod(&pod(None), Some("d"));
+        let labels = of_pod(&pod(None), Some("d"));
         assert_eq!(labels.service_name(), "web-5d8f7c9b4-x2x9z");
         assert!(super::tests::labels(&labels).contains(&("k8s_container_name", "")));
     }

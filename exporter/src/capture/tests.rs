@@ -1,90 +1,55 @@
-//! Pairing and publication, with records as the kernel programs send them and a discovery that knows a
-//! real child process.
+//! Pairing and publication, with records as the kernel programs send them and a discovery decided by
+//! each test (no real process).
 
-use std::{
-    collections::BTreeSet,
-    path::Path,
-    process::{Child, Command},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use vigil_common::io::IO_DATA_MAX;
 
 use super::*;
 use crate::{
-    config::{DiscoveryConfig, MetricsConfig},
-    discovery::DiscoveryMetrics,
-    kernel::{FilterError, ProcessFilter},
+    config::MetricsConfig,
+    discovery::ContainerRef,
+    metrics::{PROCESS_GONE_GRACE, RedFamilies},
 };
 
+/// Discovery as capture sees it, decided by each test.
 #[derive(Default)]
-struct SetFilter(BTreeSet<u32>);
+struct Processes {
+    publication: std::collections::HashMap<u32, Publication>,
+    /// Every process's placement: a host process.
+    container: ContainerRef,
+}
 
-impl ProcessFilter for SetFilter {
-    fn insert(&mut self, tgid: u32) -> Result<(), FilterError> {
-        self.0.insert(tgid);
-        Ok(())
-    }
-    fn remove(&mut self, tgid: u32) {
-        self.0.remove(&tgid);
-    }
-    fn contains(&self, tgid: u32) -> bool {
-        self.0.contains(&tgid)
-    }
-    fn tgids(&self) -> Vec<u32> {
-        self.0.iter().copied().collect()
+impl Processes {
+    fn set(&mut self, tgid: u32, publication: Publication) {
+        self.publication.insert(tgid, publication);
     }
 }
 
-/// A child process, killed when dropped (also when an assertion fails).
-struct Sleeper(Child);
-
-impl Sleeper {
-    fn pid(&self) -> u32 {
-        self.0.id()
+impl ProcessView for Processes {
+    fn publication(&self, tgid: u32) -> Publication {
+        self.publication
+            .get(&tgid)
+            .cloned()
+            .unwrap_or(Publication::NotCaptured)
     }
 
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Sleeper {
-    fn drop(&mut self) {
-        self.kill();
+    fn service_of(&self, tgid: u32) -> Option<(&str, &ContainerRef)> {
+        self.publication
+            .contains_key(&tgid)
+            .then_some(("sleep", &self.container))
     }
 }
 
-/// A `sleep SECONDS` child (each test its own SECONDS, so that tests running side by side do not see
-/// each other's), a discovery that captures it with the given minimum process age, and a capture.
-fn setup(seconds: &str, min_age: &str) -> (Sleeper, Discovery, Capture, Registry) {
-    let child = Sleeper(Command::new("sleep").arg(seconds).spawn().unwrap());
-    let config: DiscoveryConfig = serde_yaml::from_str(&format!(
-        "instrument: [{{cmd_args: 'sleep {seconds}'}}]
-exclude_instrument: []
-reconcile_interval: 10s
-heartbeat_interval: 2s
-min_process_age: {min_age}
-min_process_age_min: 1ms
-min_process_age_max: 10s"
-    ))
-    .unwrap();
-    let mut discovery = Discovery::new(
-        Path::new("/proc"),
-        &config,
-        Box::new(SetFilter::default()),
-        DiscoveryMetrics::register(&Registry::new()),
-    );
-    std::thread::sleep(Duration::from_millis(50));
-    discovery.reconcile(Instant::now()).unwrap();
-    assert_ne!(
-        discovery.publication(child.pid()),
-        Publication::NotCaptured,
-        "the child is captured"
-    );
+/// The captured process of the tests (a `sleep`, by its `service_name`).
+const PID: u32 = 4242;
+
+/// A capture, and a discovery in which [`PID`] is captured with `publication`.
+fn setup(publication: Publication) -> (u32, Processes, Capture, Registry) {
+    let mut processes = Processes::default();
+    processes.set(PID, publication);
     let (capture, registry) = capture();
-    (child, discovery, capture, registry)
+    (PID, processes, capture, registry)
 }
 
 /// A record of a transfer of `data`, as the kernel would capture it (at most `IO_DATA_MAX` bytes).
@@ -108,7 +73,11 @@ fn capture() -> (Capture, Registry) {
         duration_buckets: vec![0.0, 0.005, 0.01, 0.1, 1.0],
         body_size_buckets: vec![0.0, 32.0, 1024.0],
     };
-    let capture = Capture::new(&config, None, CaptureMetrics::register(&registry, &config));
+    let capture = Capture::new(
+        None,
+        CaptureMetrics::register(&registry),
+        RedSeries::new(&config, RedFamilies::register(&registry, &config)),
+    );
     (capture, registry)
 }
 
@@ -154,8 +123,7 @@ use IoEventKind::{Close, Receive, Send};
 
 #[test]
 fn keep_alive_requests_pair_in_order_with_their_durations() {
-    let (child, discovery, mut capture, registry) = setup("31.01", "1ms");
-    let pid = child.pid();
+    let (pid, discovery, mut capture, registry) = setup(Publication::Published);
     capture.handle(
         &[
             record(
@@ -208,8 +176,7 @@ fn keep_alive_requests_pair_in_order_with_their_durations() {
 
 #[test]
 fn an_interim_continue_does_not_end_the_request() {
-    let (child, discovery, mut capture, registry) = setup("31.02", "1ms");
-    let pid = child.pid();
+    let (pid, discovery, mut capture, registry) = setup(Publication::Published);
     capture.handle(
         &[
             record(
@@ -231,8 +198,7 @@ fn an_interim_continue_does_not_end_the_request() {
 
 #[test]
 fn client_requests_are_timed_from_request_write_to_response_read() {
-    let (child, discovery, mut capture, registry) = setup("31.03", "1ms");
-    let pid = child.pid();
+    let (pid, discovery, mut capture, registry) = setup(Publication::Published);
     capture.handle(
         &[
             record(Send, pid, 9, 100, b"PUT /items/3 HTTP/1.1\r\n\r\n"),
@@ -257,8 +223,7 @@ fn client_requests_are_timed_from_request_write_to_response_read() {
 
 #[test]
 fn a_closed_connection_is_forgotten_and_strays_are_counted() {
-    let (child, discovery, mut capture, registry) = setup("31.04", "1ms");
-    let pid = child.pid();
+    let (pid, discovery, mut capture, registry) = setup(Publication::Published);
     capture.handle(
         &[
             record(Receive, pid, 4, 0, b"GET / HTTP/1.1\r\n\r\n"),
@@ -280,8 +245,7 @@ fn a_closed_connection_is_forgotten_and_strays_are_counted() {
 
 #[test]
 fn requests_of_a_provisional_process_are_held_then_dropped_when_it_dies_young() {
-    let (mut child, mut discovery, mut capture, registry) = setup("31.05", "1h");
-    let pid = child.pid();
+    let (pid, mut discovery, mut capture, registry) = setup(Publication::Provisional);
     assert_eq!(discovery.publication(pid), Publication::Provisional);
     capture.handle(
         &[
@@ -296,8 +260,7 @@ fn requests_of_a_provisional_process_are_held_then_dropped_when_it_dies_young() 
         0.0,
         "held, not published"
     );
-    child.kill();
-    discovery.heartbeat(Instant::now());
+    discovery.set(pid, Publication::NotCaptured);
     capture.settle(&discovery);
     assert_eq!(
         server_count(&registry, "GET", 200, "/a"),
@@ -315,8 +278,7 @@ fn requests_of_a_provisional_process_are_held_then_dropped_when_it_dies_young() 
 
 #[test]
 fn held_requests_are_published_when_the_process_is() {
-    let (child, mut discovery, mut capture, registry) = setup("31.06", "300ms");
-    let pid = child.pid();
+    let (pid, mut discovery, mut capture, registry) = setup(Publication::Provisional);
     assert_eq!(discovery.publication(pid), Publication::Provisional);
     capture.handle(
         &[
@@ -325,16 +287,14 @@ fn held_requests_are_published_when_the_process_is() {
         ],
         &discovery,
     );
-    std::thread::sleep(Duration::from_millis(350));
-    discovery.advance(Instant::now());
+    discovery.set(pid, Publication::Published);
     capture.settle(&discovery);
     assert_eq!(server_count(&registry, "GET", 200, "/early"), 1.0);
 }
 
 #[test]
 fn a_request_line_written_in_pieces_is_put_together() {
-    let (child, discovery, mut capture, registry) = setup("31.07", "1ms");
-    let pid = child.pid();
+    let (pid, discovery, mut capture, registry) = setup(Publication::Published);
     capture.handle(
         &[
             record(Receive, pid, 6, 10, b"GET "),
@@ -372,8 +332,7 @@ fn a_request_line_written_in_pieces_is_put_together() {
 
 #[test]
 fn idle_series_expire_after_the_ttl() {
-    let (child, discovery, mut capture, registry) = setup("31.08", "1ms");
-    let pid = child.pid();
+    let (pid, discovery, mut capture, registry) = setup(Publication::Published);
     capture.handle(
         &[
             record(Receive, pid, 8, 0, b"GET /old HTTP/1.1\r\n\r\n"),
@@ -395,8 +354,7 @@ fn idle_series_expire_after_the_ttl() {
 
 #[test]
 fn a_series_whose_last_process_is_gone_is_removed_after_the_grace() {
-    let (mut child, mut discovery, mut capture, registry) = setup("31.09", "1ms");
-    let pid = child.pid();
+    let (pid, mut discovery, mut capture, registry) = setup(Publication::Published);
     capture.handle(
         &[
             record(Receive, pid, 8, 0, b"GET /gone HTTP/1.1\r\n\r\n"),
@@ -404,8 +362,7 @@ fn a_series_whose_last_process_is_gone_is_removed_after_the_grace() {
         ],
         &discovery,
     );
-    child.kill();
-    discovery.heartbeat(Instant::now());
+    discovery.set(pid, Publication::NotCaptured);
     let now = Instant::now();
     capture.expire(&discovery, now);
     assert_eq!(
@@ -441,8 +398,7 @@ const SERVER_RESPONSE_BODY: &str = "http_server_response_body_size_bytes";
 
 #[test]
 fn server_body_sizes_come_from_content_length_or_are_counted_until_the_body_ends() {
-    let (child, discovery, mut capture, registry) = setup("31.10", "1ms");
-    let pid = child.pid();
+    let (pid, discovery, mut capture, registry) = setup(Publication::Published);
     let body = |method, status, route| {
         (
             body_size(&registry, SERVER_REQUEST_BODY, method, status, Some(route)),
@@ -541,8 +497,7 @@ fn server_body_sizes_come_from_content_length_or_are_counted_until_the_body_ends
 
 #[test]
 fn client_body_sizes_and_a_response_body_ended_by_the_next_response() {
-    let (child, discovery, mut capture, registry) = setup("31.11", "1ms");
-    let pid = child.pid();
+    let (pid, discovery, mut capture, registry) = setup(Publication::Published);
     let body = |method, status| {
         (
             body_size(
@@ -601,7 +556,7 @@ fn connections_are_shown_with_their_role_and_socket_addresses() {
         net::{TcpListener, TcpStream},
         os::{fd::AsRawFd, unix::net::UnixStream},
     };
-    let (_child, discovery, mut capture, _registry) = setup("31.90", "1ms");
+    let (_pid, discovery, mut capture, _registry) = setup(Publication::Published);
     // Real sockets of this test process: a TCP connection's two ends and a Unix socket.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
@@ -621,7 +576,8 @@ fn connections_are_shown_with_their_role_and_socket_addresses() {
         &discovery,
     );
     let shown = |capture: &Capture, fd: u32| {
-        capture.connections_json()["connections"]
+        serde_json::to_value(capture.connections())
+            .unwrap()
             .as_array()
             .unwrap()
             .iter()
@@ -666,7 +622,8 @@ fn connections_are_shown_with_their_role_and_socket_addresses() {
         &discovery,
     );
     assert!(
-        capture.connections_json()["connections"]
+        serde_json::to_value(capture.connections())
+            .unwrap()
             .as_array()
             .unwrap()
             .iter()

@@ -1,6 +1,20 @@
 //! Metrics: the registry vigil serves and the helpers every stage registers its families with
-//! ([`registry`]).
+//! ([`registry`]); the RED families ([`red`]) and their series store ([`series`]), which records the
+//! exchanges capture yields ([`Exchange`]) under their identity labels ([`labels`]) and routes
+//! ([`routes`]), and removes idle series.
+//!
+//! This stage imports no other stage (only the configuration): every stage registers its families
+//! here, so anything it imported would be a circle.
 
+mod exchange;
+pub mod labels;
+mod red;
 mod registry;
+pub mod routes;
+mod series;
 
+pub use exchange::{Exchange, Measure, Side};
+pub use labels::ServiceLabels;
+pub use red::RedFamilies;
 pub use registry::{counter_vec, encode, gauge_vec, new_registry, register};
+pub use series::{PROCESS_GONE_GRACE, RedSeries};

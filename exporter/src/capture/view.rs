@@ -1,0 +1,23 @@
+//! What capture needs to know of discovery, and nothing more: whether a process is published, still
+//! provisional, not selected or gone, and the service and cgroup placement its labels come from. The
+//! pairing logic is tested against a plain implementation of it, with no real processes.
+
+use crate::discovery::{ContainerRef, Discovery, Publication};
+
+/// Discovery's processes as capture sees them.
+pub trait ProcessView {
+    /// Whether what was captured from `tgid` may be published now.
+    fn publication(&self, tgid: u32) -> Publication;
+    /// The default `service_name` and the cgroup placement of captured process `tgid`.
+    fn service_of(&self, tgid: u32) -> Option<(&str, &ContainerRef)>;
+}
+
+impl ProcessView for Discovery {
+    fn publication(&self, tgid: u32) -> Publication {
+        Discovery::publication(self, tgid)
+    }
+
+    fn service_of(&self, tgid: u32) -> Option<(&str, &ContainerRef)> {
+        Discovery::service_of(self, tgid)
+    }
+}
