@@ -365,7 +365,7 @@ impl Config {
 
     /// The effective configuration as YAML (what `--check-config` prints).
     pub fn to_yaml(&self) -> String {
-        serde_yaml::to_string(self).expect("the configuration is plain data")
+        serde_yaml_ng::to_string(self).expect("the configuration is plain data")
     }
 }
 

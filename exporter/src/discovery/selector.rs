@@ -185,7 +185,7 @@ mod tests {
     }
 
     fn selector(yaml: &str) -> CompiledSelector {
-        let selector: Selector = serde_yaml::from_str(yaml).unwrap();
+        let selector: Selector = serde_yaml_ng::from_str(yaml).unwrap();
         CompiledSelector::from(&selector)
     }
 

@@ -47,11 +47,11 @@ min_process_age_max: 10s";
 
 /// Discovery with [`BASE_CONFIG`] overridden by the keys of `yaml`, on this machine's /proc.
 fn discovery(yaml: &str) -> (Discovery, SharedFilter, prometheus::Registry) {
-    let mut config: serde_yaml::Mapping = serde_yaml::from_str(BASE_CONFIG).unwrap();
-    let overrides: serde_yaml::Mapping = serde_yaml::from_str(yaml).unwrap();
+    let mut config: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(BASE_CONFIG).unwrap();
+    let overrides: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(yaml).unwrap();
     config.extend(overrides);
     let config: DiscoveryConfig =
-        serde_yaml::from_value(serde_yaml::Value::Mapping(config)).unwrap();
+        serde_yaml_ng::from_value(serde_yaml_ng::Value::Mapping(config)).unwrap();
     let registry = prometheus::Registry::new();
     let filter = SharedFilter::default();
     let metrics = DiscoveryMetrics::register(&registry);
@@ -368,7 +368,7 @@ fn a_failed_filter_insert_is_retried_until_it_holds() {
     let mut child = sleeper("flaky-filter");
     let filter = FlakyFilter::default();
     *filter.failures.lock().unwrap() = 2;
-    let config: DiscoveryConfig = serde_yaml::from_str(BASE_CONFIG).unwrap();
+    let config: DiscoveryConfig = serde_yaml_ng::from_str(BASE_CONFIG).unwrap();
     let registry = prometheus::Registry::new();
     let mut discovery = Discovery::new(
         Path::new("/proc"),
@@ -419,7 +419,7 @@ fn a_failed_proc_read_is_retried_with_its_reason_until_it_succeeds() {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     std::fs::write(dir.join("stat"), &stat[..stat.len() / 3]).unwrap();
 
-    let config: DiscoveryConfig = serde_yaml::from_str(BASE_CONFIG).unwrap();
+    let config: DiscoveryConfig = serde_yaml_ng::from_str(BASE_CONFIG).unwrap();
     let registry = prometheus::Registry::new();
     let filter = SharedFilter::default();
     let mut discovery = Discovery::new(
