@@ -24,6 +24,7 @@
 //!
 //! Metrics: `vigil_http_unpaired_responses_total{side}`, `vigil_http_unmeasured_bodies_total{side}`.
 
+mod body;
 mod parse;
 
 use std::collections::VecDeque;
@@ -36,6 +37,7 @@ use crate::{
     kernel::IoRecord,
     metrics::{Exchange, Measure, Side, counter_vec},
 };
+use body::{BodySize, OpenBody};
 use parse::{
     Framing, HeadEnd, RequestHead, ends_chunked_body, following_requests, is_incomplete_head,
     parse_request, parse_status, response_head_end,
@@ -90,39 +92,6 @@ struct InFlight {
     target: String,
     started_ns: u64,
     body: BodySize,
-}
-
-/// What is known of a request body's size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum BodySize {
-    /// From the head: its `Content-Length`, or 0 without length or transfer coding.
-    Known(u64),
-    /// Chunked: the bytes transferred after the head so far.
-    Counting(u64),
-    /// The head was longer than what vigil captured of it.
-    Unknown,
-}
-
-impl BodySize {
-    /// A request's, from the end of its head and the bytes after it in the same transfer.
-    fn of_request(end: Option<HeadEnd>, bytes_after_head: u64) -> BodySize {
-        match end.map(|end| end.framing) {
-            Some(Framing::Length(length)) => BodySize::Known(length),
-            Some(Framing::Chunked | Framing::UntilClose) => BodySize::Counting(bytes_after_head),
-            None => BodySize::Unknown,
-        }
-    }
-}
-
-/// A response whose body ends with its last chunk or the connection's close, counted until then.
-#[derive(Debug)]
-struct OpenBody {
-    side: Side,
-    method: &'static str,
-    target: String,
-    status: u16,
-    chunked: bool,
-    bytes: u64,
 }
 
 /// One HTTP/1 connection: its requests in flight, per side; per direction, the start of a head line
@@ -320,43 +289,6 @@ impl Http1Connection {
             return Transfer::Piece;
         }
         Transfer::Other
-    }
-
-    /// Bytes that are not a head: part of the response body being counted in their direction, or of the
-    /// chunked body of the last request.
-    fn count_body(&mut self, received: bool, record: &IoRecord, out: &mut Vec<Exchange>) {
-        if let Some(open) = self.open_body(received) {
-            open.bytes += record.length;
-            if open.chunked && !record.is_truncated() && ends_chunked_body(&record.data) {
-                self.end_body(received, out);
-            }
-            return;
-        }
-        let side = match received {
-            true => Side::Server,
-            false => Side::Client,
-        };
-        if let Some(InFlight {
-            body: BodySize::Counting(bytes),
-            ..
-        }) = self.queue(side).back_mut()
-        {
-            *bytes += record.length;
-        }
-    }
-
-    /// Records the size of the response body counted in a direction of a connection, if one is.
-    fn end_body(&mut self, received: bool, out: &mut Vec<Exchange>) {
-        let Some(open) = self.open_body(received).take() else {
-            return;
-        };
-        out.push(Exchange {
-            side: open.side,
-            method: open.method,
-            target: open.target,
-            status: open.status,
-            measure: Measure::ResponseBody(open.bytes),
-        });
     }
 
     fn start(&mut self, side: Side, head: RequestHead, now_ns: u64, body: BodySize) {
