@@ -218,11 +218,56 @@ impl Vigil {
         panic!("vigil not ready after {timeout:?}; log:\n{}", self.log());
     }
 
-    /// The value of one sample in `/metrics`, e.g. `metric("vigil_process_events_total{event=\"exec\"}")`;
-    /// 0 when absent.
+    /// The `/metrics` exposition.
+    pub fn metrics(&self) -> String {
+        self.get("/metrics").1
+    }
+
+    /// The value of one sample in `/metrics`, e.g. `metric("vigil_process_events_total{event=\"exec\"}")`.
+    /// Panics when the sample is absent, naming the samples of its family that are there: a series that
+    /// is not exported never reads as 0.
     pub fn metric(&self, sample: &str) -> f64 {
-        let (_, body) = self.get("/metrics");
-        sample_value(&body, sample).unwrap_or(0.0)
+        let exposition = self.metrics();
+        sample_value(&exposition, sample)
+            .unwrap_or_else(|| panic!("{}", missing_sample(&exposition, sample)))
+    }
+
+    /// The value of one sample in `/metrics`, `None` while it is absent (to poll until it appears).
+    pub fn try_metric(&self, sample: &str) -> Option<f64> {
+        sample_value(&self.metrics(), sample)
+    }
+
+    /// The value of one sample whose series appears lazily (a labelled series before its first
+    /// increment), 0 while absent; panics unless its family is exported (its `# TYPE` line).
+    pub fn metric_or_zero(&self, sample: &str) -> f64 {
+        let exposition = self.metrics();
+        assert!(
+            family_of(&exposition, sample_name(sample)).is_some(),
+            "{}",
+            missing_sample(&exposition, sample)
+        );
+        sample_value(&exposition, sample).unwrap_or(0.0)
+    }
+
+    /// Runs `true` and waits until `vigil_process_events_total` is exported: before vigil counts its
+    /// first process event, the counter has no series and `/metrics` leaves the family out.
+    pub fn wait_for_process_events(&self) {
+        let status = Command::new("true").status().expect("running true");
+        assert!(status.success());
+        self.wait_for_family("vigil_process_events_total", Duration::from_secs(5));
+    }
+
+    /// Waits until `family` is exported (its `# TYPE` line is in `/metrics`), panicking after
+    /// `timeout`: a family with labels has no series, and is left out, before its first one.
+    pub fn wait_for_family(&self, family: &str, timeout: Duration) {
+        let exported = eventually(timeout, || {
+            family_of(&self.metrics(), family).is_some_and(|(name, _)| name == family)
+        });
+        assert!(
+            exported,
+            "{family} not exported within {timeout:?}:\n{}",
+            self.metrics()
+        );
     }
 
     /// Sends SIGTERM and waits up to `timeout` for the exit status.
@@ -341,6 +386,61 @@ pub fn sample_value(exposition: &str, sample: &str) -> Option<f64> {
         })
 }
 
+/// The metric name of a sample: `name{labels}` → `name`.
+pub fn sample_name(sample: &str) -> &str {
+    sample.split_once('{').map_or(sample, |(name, _)| name)
+}
+
+/// The family of the metric `name` in a text exposition, as its `# TYPE` line names it, and its type:
+/// `name` itself, or for `name_count`, `name_sum` and `name_bucket` a histogram or summary. `None` when
+/// no such family is exported.
+pub fn family_of<'a>(exposition: &'a str, name: &str) -> Option<(&'a str, &'a str)> {
+    exposition.lines().find_map(|line| {
+        let (family, kind) = line.strip_prefix("# TYPE ")?.split_once(' ')?;
+        let suffix = name.strip_prefix(family)?;
+        let belongs = match suffix {
+            "" => true,
+            "_count" | "_sum" => kind == "histogram" || kind == "summary",
+            "_bucket" => kind == "histogram",
+            _ => false,
+        };
+        belongs.then_some((family, kind))
+    })
+}
+
+/// Why `sample` is not in `exposition`: its family is not exported, or it is and has these samples.
+fn missing_sample(exposition: &str, sample: &str) -> String {
+    let name = sample_name(sample);
+    let Some((family, kind)) = family_of(exposition, name) else {
+        return format!("{sample} is not in /metrics: no family exports {name} (no `# TYPE` line)");
+    };
+    let names = match kind {
+        "histogram" | "summary" => vec![format!("{family}_count"), format!("{family}_sum")],
+        _ => vec![family.to_owned()],
+    };
+    let mut present = Vec::new();
+    for name in &names {
+        if let Some(value) = sample_value(exposition, name) {
+            present.push(format!("{name} {value}"));
+        }
+        for (labels, value) in samples(exposition, name) {
+            let labels: Vec<String> = labels
+                .iter()
+                .map(|(label, value)| format!("{label}=\"{value}\""))
+                .collect();
+            present.push(format!("{name}{{{}}} {value}", labels.join(",")));
+        }
+    }
+    format!(
+        "{sample} is not in /metrics; the {kind} {family} has {}",
+        if present.is_empty() {
+            "no samples".to_owned()
+        } else {
+            present.join(", ")
+        }
+    )
+}
+
 /// The samples of `name` (a metric name as printed, e.g. `http_server_request_duration_seconds_count`)
 /// in a text exposition: each with its labels by name and its value.
 pub fn samples(exposition: &str, name: &str) -> Vec<(BTreeMap<String, String>, f64)> {
@@ -372,5 +472,61 @@ pub fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
             return false;
         }
         thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXPOSITION: &str = "\
+# HELP vigil_events_total Events.
+# TYPE vigil_events_total counter
+vigil_events_total{kind=\"exec\",side=\"a\"} 3
+vigil_events_total{kind=\"exit\",side=\"a\"} 0
+# HELP vigil_latency_seconds Latency.
+# TYPE vigil_latency_seconds histogram
+vigil_latency_seconds_bucket{le=\"+Inf\"} 2
+vigil_latency_seconds_sum 0.5
+vigil_latency_seconds_count 2
+";
+
+    #[test]
+    fn a_sample_belongs_to_the_family_its_type_line_names() {
+        let counter = Some(("vigil_events_total", "counter"));
+        assert_eq!(family_of(EXPOSITION, "vigil_events_total"), counter);
+        let histogram = Some(("vigil_latency_seconds", "histogram"));
+        for name in
+            ["_count", "_sum", "_bucket"].map(|suffix| format!("vigil_latency_seconds{suffix}"))
+        {
+            assert_eq!(family_of(EXPOSITION, &name), histogram, "{name}");
+        }
+        assert_eq!(family_of(EXPOSITION, "vigil_events"), None);
+        assert_eq!(family_of(EXPOSITION, "vigil_events_total_count"), None);
+        assert_eq!(family_of(EXPOSITION, "vigil_other_total"), None);
+        assert_eq!(
+            sample_name("vigil_events_total{kind=\"exec\"}"),
+            "vigil_events_total"
+        );
+    }
+
+    #[test]
+    fn a_missing_sample_names_what_its_family_has_or_that_there_is_none() {
+        let message = missing_sample(EXPOSITION, "vigil_events_total{kind=\"exit\"}");
+        assert_eq!(
+            message,
+            "vigil_events_total{kind=\"exit\"} is not in /metrics; the counter vigil_events_total has \
+             vigil_events_total{kind=\"exec\",side=\"a\"} 3, vigil_events_total{kind=\"exit\",side=\"a\"} 0"
+        );
+        let message = missing_sample(EXPOSITION, "vigil_latency_seconds_count{route=\"/\"}");
+        assert!(
+            message.ends_with("has vigil_latency_seconds_count 2, vigil_latency_seconds_sum 0.5"),
+            "{message}"
+        );
+        assert_eq!(
+            missing_sample(EXPOSITION, "vigil_short_lived_processes_total"),
+            "vigil_short_lived_processes_total is not in /metrics: no family exports \
+             vigil_short_lived_processes_total (no `# TYPE` line)"
+        );
     }
 }

@@ -214,7 +214,10 @@ fn a_process_churning_a_thousand_threads_a_second_is_never_dropped() {
     const RATE: u64 = 1000;
     const SECONDS: u64 = 8;
     let vigil = Vigil::start(&format!("{POD_LISTENERS}  heartbeat_interval: 200ms\n"));
-    let thread_exits = vigil.metric("vigil_process_events_total{event=\"thread_exit\"}");
+    // The baseline: 0 before the first thread exit (the series is created by its first increment),
+    // once the family is exported.
+    vigil.wait_for_process_events();
+    let thread_exits = vigil.metric_or_zero("vigil_process_events_total{event=\"thread_exit\"}");
     let port = free_port();
     let mut pod = Pod::start(
         vigil_integration::workload_binary("thread-churn")

@@ -17,8 +17,10 @@ const PROGRAMS: [&str; 5] = [
     "vigil_listen",
 ];
 
+/// `vigil_process_events_total{event}`, 0 before the first such event (the series is created by its
+/// first increment); the family must be exported ([`Vigil::wait_for_process_events`]).
 fn events(vigil: &Vigil, event: &str) -> f64 {
-    vigil.metric(&format!("vigil_process_events_total{{event=\"{event}\"}}"))
+    vigil.metric_or_zero(&format!("vigil_process_events_total{{event=\"{event}\"}}"))
 }
 
 #[test]
@@ -27,6 +29,7 @@ fn exec_and_process_exit_of_a_short_process_are_counted() {
         return;
     }
     let vigil = Vigil::start("");
+    vigil.wait_for_process_events();
     let (exec, exit) = (events(&vigil, "exec"), events(&vigil, "process_exit"));
     let status = Command::new("sh")
         .args(["-c", "sleep 0.2"])
@@ -70,6 +73,7 @@ fn thread_exits_never_count_as_process_exits() {
         return;
     }
     let vigil = Vigil::start("");
+    vigil.wait_for_process_events();
     for leader_exits_first in [false, true] {
         let before = |event| events(&vigil, event);
         let (spawned, thread_exits, process_exits) = (
@@ -295,6 +299,7 @@ fn a_program_that_cannot_load_is_reported_and_vigil_keeps_serving() {
         vigil.log()
     );
     // Without clone flags, forks still arrive, as unclassified: nothing is lost.
+    vigil.wait_for_process_events();
     let before = events(&vigil, "fork_unclassified");
     Command::new("true").status().unwrap();
     assert!(eventually(Duration::from_secs(5), || events(

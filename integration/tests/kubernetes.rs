@@ -7,7 +7,7 @@ use serde_json::Value;
 use vigil_integration::{
     Pod, Vigil, eventually,
     fake_apiserver::{FakeApiServer, pod},
-    free_port, require_root, samples, workspace,
+    family_of, free_port, require_root, sample_value, samples, workspace,
 };
 
 const NODE: &str = "node-a";
@@ -142,8 +142,48 @@ fn replica(server: &FakeApiServer, name: &str, listen_delay_ms: u64) -> (Pod, u1
     (simulated, port)
 }
 
-fn gauge(vigil: &Vigil, sample: &str) -> f64 {
-    vigil.metric(sample)
+/// A pod-monitoring gauge (`vigil_monitored_pods`, `vigil_unmonitored_pods`,
+/// `vigil_pod_monitoring_status`), `None` while its series is absent: the gauges are reset and refilled
+/// on each heartbeat, so a series exists only while some pod is counted in it.
+fn gauge(vigil: &Vigil, sample: &str) -> Option<f64> {
+    vigil.try_metric(sample)
+}
+
+/// The `vigil_unmonitored_pods` series of namespace `shop` for `reason`.
+fn unmonitored(reason: &str) -> String {
+    format!("vigil_unmonitored_pods{{k8s_namespace_name=\"shop\",reason=\"{reason}\"}}")
+}
+
+/// `vigil_unmonitored_pods` of namespace `shop` for `reason`, 0 when its series is absent. Absence is
+/// legitimate: the gauges are reset and refilled on each heartbeat, so a reason no pod has has no
+/// series; and while every pod is monitored the family has none at all, and `/metrics` leaves it out,
+/// `# TYPE vigil_unmonitored_pods gauge` line included. So it reads as 0 only from a scrape that proves
+/// the gauges are published: `vigil_pod_monitoring_status` (set in the same pass) has the namespace's
+/// expected pods, `vigil_unmonitored_pods` is exported when one of them is not `monitored`, and it
+/// counts as many pods under `reason` as have that status.
+fn unmonitored_or_zero(vigil: &Vigil, reason: &str) -> f64 {
+    let sample = unmonitored(reason);
+    let mut exposition = String::new();
+    // A scrape may fall between the reset of the gauges and their refill: wait for a whole one.
+    let published = eventually(Duration::from_secs(3), || {
+        exposition = vigil.metrics();
+        let statuses: Vec<String> = samples(&exposition, "vigil_pod_monitoring_status")
+            .into_iter()
+            .filter(|(labels, value)| labels["k8s_namespace_name"] == "shop" && *value == 1.0)
+            .map(|(labels, _)| labels["status"].clone())
+            .collect();
+        let exported = family_of(&exposition, "vigil_unmonitored_pods")
+            == Some(("vigil_unmonitored_pods", "gauge"));
+        let with_reason = statuses.iter().filter(|status| *status == reason).count();
+        !statuses.is_empty()
+            && (exported || statuses.iter().all(|status| status == "monitored"))
+            && sample_value(&exposition, &sample).unwrap_or(0.0) == with_reason as f64
+    });
+    assert!(
+        published,
+        "the pod-monitoring gauges of shop are not published consistently:\n{exposition}"
+    );
+    sample_value(&exposition, &sample).unwrap_or(0.0)
 }
 
 #[test]
@@ -154,9 +194,6 @@ fn the_unmonitored_pod_gauge_names_the_pod_and_the_reason_and_clears() {
     let server = FakeApiServer::start();
     let vigil = vigil_with(&server, "");
     let monitored = "vigil_monitored_pods{k8s_namespace_name=\"shop\"}";
-    let unmonitored = |reason: &str| {
-        format!("vigil_unmonitored_pods{{k8s_namespace_name=\"shop\",reason=\"{reason}\"}}")
-    };
 
     // Two replicas, then a scale-out to six: every one monitored, none left out.
     let mut replicas: Vec<(Pod, u16)> = (0..2)
@@ -164,42 +201,59 @@ fn the_unmonitored_pod_gauge_names_the_pod_and_the_reason_and_clears() {
         .collect();
     assert!(eventually(Duration::from_secs(10), || gauge(
         &vigil, monitored
-    ) == 2.0));
+    ) == Some(2.0)));
     replicas.extend((2..6).map(|n| replica(&server, &format!("web-{n}"), 0)));
     assert!(
-        eventually(Duration::from_secs(10), || gauge(&vigil, monitored) == 6.0),
-        "monitored: {}; pods: {:?}",
+        eventually(Duration::from_secs(10), || gauge(&vigil, monitored)
+            == Some(6.0)),
+        "monitored: {:?}; pods: {:?}",
         gauge(&vigil, monitored),
         pods(&vigil)
     );
+    // Every pod is monitored: `vigil_unmonitored_pods` has no series, not even a `# TYPE` line, so
+    // each reason reads as absent-or-zero, proven published by `vigil_pod_monitoring_status`.
     for reason in [
         "no_process_found",
         "no_matching_process",
         "process_too_young",
         "attach_failed",
     ] {
-        assert_eq!(gauge(&vigil, &unmonitored(reason)), 0.0, "{reason}");
+        assert_eq!(unmonitored_or_zero(&vigil, reason), 0.0, "{reason}");
     }
 
     // A replica whose server has not opened its port: its process matches no selector yet.
     let (late, _) = replica(&server, "web-late", 4_000);
     let late_status = "vigil_pod_monitoring_status{k8s_namespace_name=\"shop\",k8s_pod_name=\"web-late\",status=\"no_matching_process\"}";
+    let mut exposition = String::new();
     assert!(
-        eventually(Duration::from_secs(3), || gauge(
-            &vigil,
-            &unmonitored("no_matching_process")
-        ) == 1.0),
+        eventually(Duration::from_secs(3), || {
+            exposition = vigil.metrics();
+            sample_value(&exposition, &unmonitored("no_matching_process")) == Some(1.0)
+        }),
         "pods: {:?}",
         pods(&vigil)
     );
-    assert_eq!(gauge(&vigil, late_status), 1.0);
+    // With a pod unmonitored the family is exported; the reasons no pod has are absent from it or 0
+    // (reset and refilled on each heartbeat, a series with 0 pods need not exist).
+    assert_eq!(
+        family_of(&exposition, "vigil_unmonitored_pods"),
+        Some(("vigil_unmonitored_pods", "gauge"))
+    );
+    for reason in ["process_too_young", "attach_failed"] {
+        assert_eq!(
+            sample_value(&exposition, &unmonitored(reason)).unwrap_or(0.0),
+            0.0,
+            "{reason}"
+        );
+    }
+    assert_eq!(gauge(&vigil, late_status), Some(1.0));
     // Once it listens it is instrumented, and the gauge clears.
     assert!(
-        eventually(Duration::from_secs(8), || gauge(
+        eventually(Duration::from_secs(8), || unmonitored_or_zero(
             &vigil,
-            &unmonitored("no_matching_process")
+            "no_matching_process"
         ) == 0.0
-            && gauge(&vigil, monitored) == 7.0),
+            && gauge(&vigil, monitored) == Some(7.0)),
         "pods: {:?}",
         pods(&vigil)
     );
@@ -209,12 +263,12 @@ fn the_unmonitored_pod_gauge_names_the_pod_and_the_reason_and_clears() {
     assert!(eventually(Duration::from_secs(3), || gauge(
         &vigil,
         &unmonitored("no_process_found")
-    ) == 1.0));
+    ) == Some(1.0)));
     // Deleted: it leaves the gauges.
     server.delete("00000000-0000-0000-0000-000000000000");
-    assert!(eventually(Duration::from_secs(3), || gauge(
+    assert!(eventually(Duration::from_secs(3), || unmonitored_or_zero(
         &vigil,
-        &unmonitored("no_process_found")
+        "no_process_found"
     ) == 0.0));
 
     // Opted out by annotation: not expected at all.
@@ -226,7 +280,7 @@ fn the_unmonitored_pod_gauge_names_the_pod_and_the_reason_and_clears() {
         .any(
             |pod| pod["name"] == "web-quiet" && pod["expected"] == false
         )));
-    assert_eq!(gauge(&vigil, &unmonitored("no_process_found")), 0.0);
+    assert_eq!(unmonitored_or_zero(&vigil, "no_process_found"), 0.0);
     drop(late);
     drop(replicas);
 }
@@ -299,6 +353,9 @@ fn red_series_carry_their_pod_labels_through_a_scale_out() {
         ));
     };
     let unmonitored_seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // `vigil_unmonitored_pods` has no series (and no `# TYPE` line) while no pod is unmonitored: its
+    // absence says so only once the pod-monitoring gauges are published at all.
+    let monitoring_seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     /// Replicas (pod name, simulated pod, port) and the requests each served, by pod name.
     type ScaledOut = (
         Vec<(String, Pod, u16)>,
@@ -308,11 +365,18 @@ fn red_series_carry_their_pod_labels_through_a_scale_out() {
         // Throughout the scale-out, no pod may be left unmonitored past its grace.
         let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let watcher = {
-            let (watching, unmonitored_seen, vigil) =
-                (watching.clone(), unmonitored_seen.clone(), &vigil);
+            let (watching, unmonitored_seen, monitoring_seen, vigil) = (
+                watching.clone(),
+                unmonitored_seen.clone(),
+                monitoring_seen.clone(),
+                &vigil,
+            );
             scope.spawn(move || {
                 while watching.load(std::sync::atomic::Ordering::Relaxed) {
                     let (_, body) = vigil.get("/metrics");
+                    if family_of(&body, "vigil_pod_monitoring_status").is_some() {
+                        monitoring_seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                     let unmonitored = body
                         .lines()
                         .filter(|line| line.starts_with("vigil_unmonitored_pods{"))
@@ -365,10 +429,14 @@ fn red_series_carry_their_pod_labels_through_a_scale_out() {
     let monitored = "vigil_monitored_pods{k8s_namespace_name=\"shop\"}";
     assert!(
         eventually(Duration::from_secs(8), || gauge(&vigil, monitored)
-            == REPLICAS as f64),
-        "monitored {}; pods {:?}",
+            == Some(REPLICAS as f64)),
+        "monitored {:?}; pods {:?}",
         gauge(&vigil, monitored),
         pods(&vigil)
+    );
+    assert!(
+        monitoring_seen.load(std::sync::atomic::Ordering::Relaxed),
+        "the pod-monitoring gauges were published during the scale-out"
     );
     assert!(
         !unmonitored_seen.load(std::sync::atomic::Ordering::Relaxed),
