@@ -32,6 +32,8 @@ declare -A test_packages=(
   [wrk]=/usr/bin/wrk
   # h2load: the benchmark's fixed-rate HTTP/1.1 load (--rps).
   [nghttp2-client]=/usr/bin/h2load
+  # hey: a load generator that reports its status-code distribution (serving-process tests).
+  [hey]=/usr/bin/hey
   [procps]=/usr/bin/pgrep
   # Node 20 and npm ship with this machine image; on a machine without them Debian's nodejs/npm stand in.
   [nodejs]=/usr/bin/node
@@ -61,6 +63,15 @@ if ! bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
   log "building bpf-linker $BPF_LINKER_VERSION against LLVM 22 (about 2 minutes)"
   LLVM_PREFIX=$LLVM_DIR LLVM_SYS_221_PREFIX=$LLVM_DIR \
     cargo install --locked "bpf-linker@$BPF_LINKER_VERSION" --no-default-features --features llvm-22
+fi
+
+# The npm packages of the test workloads, pinned by their package-lock.json.
+if [ "$want_test_tools" = 1 ]; then
+  cluster_workload="$(dirname "$0")/../integration/workloads/cluster"
+  if [ ! -x "$cluster_workload/node_modules/.bin/pm2-runtime" ]; then
+    log "installing the cluster workload's npm packages (pm2)"
+    (cd "$cluster_workload" && npm ci --no-audit --no-fund --silent)
+  fi
 fi
 
 # Kernel filesystems vigil uses: tracefs for tracepoint formats, bpffs for pinning.

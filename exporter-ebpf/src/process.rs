@@ -5,7 +5,10 @@
 //! - `task/task_newtask` → [`vigil_newtask`]: remembers the new task's `CLONE_THREAD` bit in `CLONE_KINDS`
 //!   (the fork tracepoint does not say whether it created a thread or a process).
 //! - `sched/sched_process_fork` → [`vigil_fork`]: records a `Fork` or `ThreadSpawn` (or
-//!   `ForkUnclassified` when `vigil_newtask` did not see the task).
+//!   `ForkUnclassified` when `vigil_newtask` did not see the task). A process forked by a captured
+//!   process is captured from its fork (its bit set in `TRACKED_TGIDS`), so that a worker's first
+//!   request is seen (node `cluster`, pm2, pre-fork servers); user space releases it when it does not
+//!   serve with its parent.
 //! - `sched/sched_process_exit` → [`vigil_exit`]: records an `Exit` with `group_dead`, which is what says
 //!   the process is gone (the exit of the thread-group leader alone does not).
 //! - `syscalls/sys_exit_listen` → [`vigil_listen`]: records a `Listen` when `listen` succeeded, so that a
@@ -34,7 +37,7 @@ use vigil_common::{
     process::{CLONE_THREAD, EXIT_GROUP_DEAD, EXIT_GROUP_DEAD_UNKNOWN, FIELD_ABSENT},
 };
 
-use crate::tracked::track;
+use crate::tracked::{is_tracked, track};
 
 /// Filled by user space (`EbpfLoader::set_global`) before load.
 #[unsafe(no_mangle)]
@@ -145,6 +148,9 @@ pub fn vigil_fork(ctx: TracePointContext) -> u32 {
     } else {
         child
     };
+    if kind == ProcessEventKind::Fork && is_tracked(parent_tgid) {
+        track(child);
+    }
     submit(kind, 0, child, tgid, parent_tgid);
     0
 }

@@ -3,7 +3,8 @@
 //! No hook of its own. User space (discovery) sets a tgid's bit the moment the process matches the
 //! selectors and clears it when the process is gone; the heartbeat repairs a missing bit, the
 //! reconcile clears bits no captured process backs. `vigil_listen` may set the bit of a process that
-//! starts listening before discovery has evaluated it. Capture programs test their current tgid here
+//! starts listening, and `vigil_fork` that of a process forked by a captured one, before discovery has
+//! evaluated it. Capture programs test their current tgid here
 //! first and return at once for every other process: an array lookup the verifier inlines.
 
 use core::intrinsics::{AtomicOrdering, atomic_or};

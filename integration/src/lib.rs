@@ -4,6 +4,7 @@
 
 pub mod fake_apiserver;
 pub mod http_client;
+pub mod load;
 mod pod;
 
 pub use pod::Pod;

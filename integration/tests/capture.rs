@@ -4,7 +4,8 @@
 use std::{collections::BTreeMap, process::Stdio, time::Duration};
 
 use vigil_integration::{
-    Pod, Vigil, eventually, free_port, http_client, require_root, samples, tracked_tgids, workspace,
+    Pod, Vigil, eventually, free_port, http_client, load, require_root, samples, tracked_tgids,
+    workspace,
 };
 
 /// Counts of one histogram family in `/metrics`, by (label, label) values, for one service.
@@ -176,26 +177,16 @@ fn wrk_keep_alive_load_is_counted_with_its_status_mix() {
     }
     let (vigil, port, _pod) = captured_node_server();
     let connections = 8;
-    let output = std::process::Command::new("wrk")
-        .args(["-t1", &format!("-c{connections}"), "-d3s", "-s"])
-        .arg(workspace().join("integration/workloads/wrk/statuses.lua"))
-        .arg(format!("http://127.0.0.1:{port}"))
-        .args(["--", "/users/1", "/missing/page", "/fail", "/users/2"])
-        .output()
-        .expect("running wrk");
-    assert!(output.status.success(), "wrk: {output:?}");
-    let report = String::from_utf8(output.stdout).unwrap();
-    let completed: BTreeMap<String, u64> = report
-        .lines()
-        .filter_map(|line| {
-            let (status, count) = line.split_once('=')?;
-            Some((status.to_owned(), count.parse().ok()?))
-        })
-        .collect();
+    let completed = load::wrk(
+        port,
+        connections,
+        3,
+        &["/users/1", "/missing/page", "/fail", "/users/2"],
+    );
     assert_eq!(
         completed.keys().collect::<Vec<_>>(),
         ["200", "404", "500"],
-        "{report}"
+        "{completed:?}"
     );
     let by_status = || {
         let mut by_status = BTreeMap::<String, u64>::new();
@@ -207,14 +198,7 @@ fn wrk_keep_alive_load_is_counted_with_its_status_mix() {
     // wrk does not count the responses in flight when it stops (at most one per connection); the
     // server answered them and vigil counts them.
     let in_flight = |counted: &BTreeMap<String, u64>| {
-        let statuses_match = counted.keys().eq(completed.keys());
-        let extra: Vec<i64> = completed
-            .iter()
-            .map(|(status, count)| counted.get(status).copied().unwrap_or(0) as i64 - *count as i64)
-            .collect();
-        (statuses_match && extra.iter().all(|extra| *extra >= 0))
-            .then(|| extra.iter().sum::<i64>())
-            .filter(|sum| *sum <= connections)
+        load::counted_beyond(counted, &completed).filter(|extra| *extra <= u64::from(connections))
     };
     let settled = eventually(Duration::from_secs(10), || {
         in_flight(&by_status()).is_some()

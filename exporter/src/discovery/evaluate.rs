@@ -1,7 +1,8 @@
-//! Evaluating one process: its listening ports (when a selector needs them), its pod, the selection
-//! policy's verdict ([`super::policy`]), and applying that to the in-kernel filter: a process that
-//! matches is captured at once (provisional until the minimum age, see [`super::age`]), one that no
-//! longer matches leaves the filter.
+//! Evaluating one process: the ports it serves (when a selector needs them), its pod, whether it is a
+//! worker of a captured parent, the selection policy's verdict ([`super::policy`]), and applying that
+//! to the in-kernel filter: a process that matches is captured at once (provisional until the minimum
+//! age, see [`super::age`]), one that does not leaves the filter (the kernel may have put it there at
+//! its `listen` or its fork).
 //!
 //! Metrics: `vigil_instrumentation_latency_seconds`, `vigil_published_processes_total`.
 
@@ -12,7 +13,7 @@ use super::{
     age::publish_if_old_enough,
     clock::boot_time_ns,
     process::{ProcessInfo, ReadError},
-    retry::StepError,
+    retry::{Step, StepError},
     state::{Decision, ProcessState},
 };
 
@@ -45,7 +46,8 @@ impl Discovery {
             .and_then(|(pods, uid)| pods.get(uid));
         let decided_without_pod =
             pods.is_some() && info.container.pod_uid.is_some() && pod.is_none();
-        let (verdict, reason) = self.policy.verdict(&info, &ports, pod);
+        let serving_parent = self.serving_parent(&info);
+        let (verdict, reason) = self.policy.verdict(&info, &ports, pod, serving_parent);
         drop(pods);
 
         let previous = self
@@ -69,6 +71,7 @@ impl Discovery {
             attach_failed: false,
             decided_without_pod,
         };
+        let mut newly_captured = false;
         match (captures, was_captured) {
             (true, true) => {
                 let previous = previous.expect("was captured");
@@ -101,9 +104,11 @@ impl Discovery {
                 };
                 decision.captured_boot_ns = Some(captured_ns);
                 tracing::info!(pid, exe = ?info.exe, cmdline = %info.cmdline, "instrumented");
+                newly_captured = true;
             }
-            (false, true) => self.filter.remove(pid),
-            (false, false) => {}
+            // Not captured: also undo what the kernel did before this evaluation (its capture at a
+            // `listen`, or at a fork by a captured parent).
+            (false, _) => self.filter.remove(pid),
         }
         publish_if_old_enough(
             &mut decision,
@@ -112,7 +117,43 @@ impl Discovery {
             &self.metrics,
         );
         self.decisions.insert(pid, decision);
+        if newly_captured {
+            self.capture_workers_of(&info, now);
+        }
         Ok(())
+    }
+
+    /// Evaluates again the children of a process just captured that run its executable: workers it
+    /// forked before it matched (a node `cluster` primary forks its workers before it listens, and the
+    /// kernel captures only what a captured process forks).
+    fn capture_workers_of(&mut self, parent: &ProcessInfo, now: Instant) {
+        let workers: Vec<u32> = self
+            .table
+            .iter()
+            .filter(|child| child.parent_pid == parent.identity.pid && child.exe == parent.exe)
+            .map(|child| child.identity.pid)
+            .filter(|child| {
+                self.decisions
+                    .get(child)
+                    .is_none_or(|decision| !decision.state.is_captured())
+            })
+            .collect();
+        for worker in workers {
+            self.try_step(worker, Step::Evaluate, None, 0, now);
+        }
+    }
+
+    /// The captured parent of `info` when `info` is its worker: forked by it and running the same
+    /// executable.
+    fn serving_parent(&self, info: &ProcessInfo) -> Option<u32> {
+        let parent = self.table.get(info.parent_pid)?;
+        let captured = self
+            .decisions
+            .get(&parent.identity.pid)
+            .is_some_and(|decision| {
+                decision.identity == parent.identity && decision.state.is_captured()
+            });
+        (captured && parent.exe.is_some() && parent.exe == info.exe).then_some(parent.identity.pid)
     }
 }
 

@@ -1,12 +1,15 @@
-//! The TCP ports a process listens on, for the port selectors: its socket fds matched against the
-//! listening sockets of its network namespace. Each namespace's table is read once and kept until a
-//! process listens (a kernel event) or a reconcile starts.
+//! The TCP ports a process serves, for the port selectors: its socket fds matched against the served
+//! sockets of its network namespace, which are the listening sockets and the connections accepted on
+//! their ports. So a process serves a port when it listens on it, or holds a connection accepted on it:
+//! inherited (a pre-fork worker) or handed over (node `cluster` round-robin, fds passed over a Unix
+//! socket). Each namespace's table is read once and kept until a process listens (a kernel event) or a
+//! reconcile starts.
 
 use std::collections::{BTreeMap, BTreeSet, btree_map::Entry};
 
 use super::process::{ProcReader, ReadError};
 
-/// Listening sockets (inode → port) by network namespace inode.
+/// Served sockets (inode → local port) by network namespace inode.
 #[derive(Debug, Default)]
 pub(super) struct ListenerCache {
     by_namespace: BTreeMap<u64, BTreeMap<u64, u16>>,
@@ -18,7 +21,7 @@ impl ListenerCache {
         self.by_namespace.clear();
     }
 
-    /// The TCP ports `pid` listens on.
+    /// The TCP ports `pid` serves.
     pub(super) fn ports_of(
         &mut self,
         reader: &ProcReader,
@@ -29,13 +32,13 @@ impl ListenerCache {
             return Ok(BTreeSet::new());
         }
         let namespace = reader.net_namespace(pid)?;
-        let listening = match self.by_namespace.entry(namespace) {
+        let served = match self.by_namespace.entry(namespace) {
             Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) => entry.insert(reader.listening_sockets(pid)?),
+            Entry::Vacant(entry) => entry.insert(reader.served_sockets(pid)?),
         };
         Ok(sockets
             .iter()
-            .filter_map(|inode| listening.get(inode).copied())
+            .filter_map(|inode| served.get(inode).copied())
             .collect())
     }
 }

@@ -1,7 +1,10 @@
-//! The selection policy, a pure function of a process, its listening ports and its pod: vigil itself
-//! and opted-out pods ([`crate::pods::rules`]) are excluded, then `discovery.exclude_instrument`, then
-//! the first matching `discovery.instrument` selector (or the pod's `vigil.io/instrument: "true"`)
-//! captures it; a `k8s_*` selector whose pod is not known yet leaves it pending its metadata.
+//! The selection policy, a pure function of a process, the ports it serves, its pod and its parent:
+//! vigil itself and opted-out pods ([`crate::pods::rules`]) are excluded, then
+//! `discovery.exclude_instrument`, then the first matching `discovery.instrument` selector (or the
+//! pod's `vigil.io/instrument: "true"`) captures it; so does being a worker of a captured process
+//! (forked by it and running its executable: the workers of node `cluster` and pm2 never listen, the
+//! primary hands them connections); a `k8s_*` selector whose pod is not known yet leaves it pending
+//! its metadata.
 
 use std::collections::BTreeSet;
 
@@ -60,14 +63,17 @@ impl Policy {
         self.excluded_namespaces = namespaces.to_vec();
     }
 
-    /// What the selectors (and the process's pod) say of a process: `Instrumented` for a match (then
-    /// captured provisionally at first), `PendingMetadata` when a `k8s_*` selector needs its pod and the
-    /// watcher has not delivered it yet, `Excluded` or `Candidate`; with the reason.
+    /// What the selectors (and the process's pod) say of a process that serves `ports` and, when
+    /// `serving_parent` is set, was forked by that captured process and runs its executable (a worker:
+    /// node `cluster`, pm2, a pre-fork server): `Instrumented` for a match or a worker (then captured
+    /// provisionally at first), `PendingMetadata` when a `k8s_*` selector needs its pod and the watcher
+    /// has not delivered it yet, `Excluded` or `Candidate`; with the reason.
     pub(super) fn verdict(
         &self,
         info: &ProcessInfo,
         ports: &BTreeSet<u16>,
         pod: Option<&PodMeta>,
+        serving_parent: Option<u32>,
     ) -> (ProcessState, String) {
         if info.identity.pid == self.own_pid {
             return (ProcessState::Excluded, "vigil itself".to_owned());
@@ -123,6 +129,12 @@ impl Policy {
             return (
                 ProcessState::Instrumented,
                 format!("pod annotated {INSTRUMENT_ANNOTATION}: \"true\""),
+            );
+        }
+        if let Some(parent) = serving_parent {
+            return (
+                ProcessState::Instrumented,
+                format!("a worker of captured pid {parent} (forked by it, same executable)"),
             );
         }
         match needs_pod {

@@ -223,18 +223,28 @@ impl ProcReader {
             .ok_or_else(|| ReadError::Other(format!("{}: unexpected {target:?}", link.display())))
     }
 
-    /// The listening TCP sockets (inode → port) of `pid`'s network namespace, from
-    /// `/proc/PID/net/tcp{,6}`. The kernel walks its whole TCP hash to produce these files (milliseconds on
-    /// a large machine), so callers cache the result per namespace.
-    pub fn listening_sockets(&self, pid: u32) -> Result<BTreeMap<u64, u16>, ReadError> {
+    /// The served TCP sockets (inode → local port) of `pid`'s network namespace, from
+    /// `/proc/PID/net/tcp{,6}`: the listening sockets, and the established connections accepted on one
+    /// of their ports (a connection whose local port is a listening port of the namespace; a client's
+    /// connection has an ephemeral local port). The kernel walks its whole TCP hash to produce these
+    /// files (milliseconds on a large machine), so callers cache the result per namespace.
+    pub fn served_sockets(&self, pid: u32) -> Result<BTreeMap<u64, u16>, ReadError> {
         let process = self.open(pid)?;
-        let mut listening = BTreeMap::new();
-        for entry in process.tcp()?.into_iter().chain(process.tcp6()?) {
-            if entry.state == TcpState::Listen {
-                listening.insert(entry.inode, entry.local_address.port());
-            }
-        }
-        Ok(listening)
+        let entries: Vec<_> = process.tcp()?.into_iter().chain(process.tcp6()?).collect();
+        let listening_ports: BTreeSet<u16> = entries
+            .iter()
+            .filter(|entry| entry.state == TcpState::Listen)
+            .map(|entry| entry.local_address.port())
+            .collect();
+        Ok(entries
+            .iter()
+            .filter(|entry| {
+                entry.state == TcpState::Listen
+                    || (entry.state == TcpState::Established
+                        && listening_ports.contains(&entry.local_address.port()))
+            })
+            .map(|entry| (entry.inode, entry.local_address.port()))
+            .collect())
     }
 
     /// The pids of every process in /proc now.

@@ -492,3 +492,107 @@ fn a_listener_the_kernel_captured_is_released_unless_it_matches() {
         1.0
     );
 }
+
+/// The pid of `parent`'s child running `exe_suffix`, once it does.
+fn child_running(parent: u32, exe_suffix: &str) -> u32 {
+    for _ in 0..400 {
+        let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+            .unwrap_or_default();
+        for child in children
+            .split_whitespace()
+            .filter_map(|pid| pid.parse().ok())
+        {
+            if std::fs::read_link(format!("/proc/{child}/exe"))
+                .is_ok_and(|exe| exe.to_string_lossy().ends_with(exe_suffix))
+            {
+                return child;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("no child of {parent} runs {exe_suffix}");
+}
+
+#[test]
+fn a_worker_forked_by_a_captured_process_is_captured_and_its_other_children_are_not() {
+    // A captured shell (it matches by its marker) runs a second shell in the background, which runs
+    // `sleep`: the second shell is the same executable and never matches by itself (a worker of the
+    // first); `sleep` is another program.
+    let mut parent = Command::new("sh")
+        .args(["-c", "sh -c 'sleep 30.7; true' & wait # vigil-worker-test"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let worker = child_running(parent.id(), "sh");
+    let sleep = child_running(worker, "sleep");
+    let (mut discovery, filter, _registry) =
+        discovery("{instrument: [{cmd_args: '*vigil-worker-test*'}]}");
+    discovery.reconcile(Instant::now()).unwrap();
+    assert!(filter.contains(parent.id()), "the parent matches");
+    assert!(filter.contains(worker), "its worker is captured with it");
+    assert!(
+        discovery.decisions[&worker]
+            .reason
+            .contains(&format!("a worker of captured pid {}", parent.id())),
+        "{}",
+        discovery.decisions[&worker].reason
+    );
+    // The kernel captures every child of a captured process at its fork; evaluation releases the
+    // ones that run another program.
+    filter.0.lock().unwrap().insert(sleep);
+    discovery.handle(
+        &[event(ProcessEventKind::Fork, 0, sleep, sleep)],
+        Instant::now(),
+    );
+    assert_eq!(state_of(&discovery, sleep), Some(ProcessState::Candidate));
+    assert!(!filter.contains(sleep), "released after evaluation");
+    let _ = parent.kill();
+    let _ = Command::new("kill").arg(worker.to_string()).status();
+    let _ = Command::new("kill").arg(sleep.to_string()).status();
+    let _ = parent.wait();
+}
+
+#[test]
+fn a_process_holding_a_connection_accepted_on_a_selected_port_serves_it() {
+    // This test process listens on one port and accepts a connection on it; a child that inherits
+    // only the accepted connection serves the port without listening.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (accepted, _) = listener.accept().unwrap();
+    // The child inherits the accepted socket (std opens sockets close-on-exec; this one is made
+    // inheritable) and not the listener.
+    rustix::io::fcntl_setfd(&accepted, rustix::io::FdFlags::empty()).unwrap();
+    let accepted_fd = std::os::fd::AsRawFd::as_raw_fd(&accepted);
+    let mut child = Command::new("sh")
+        .args(["-c", &format!("exec 3<&{accepted_fd}; exec sleep 30.8")])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mut discovery, filter, _registry) = discovery(&format!(
+        "{{instrument: [{{open_ports: '{port}', cmd_args: 'sleep 30.8'}}]}}"
+    ));
+    let served = eventually_captured(&mut discovery, &filter, child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        served,
+        "the child serves {port} through the accepted connection it holds"
+    );
+    assert_eq!(
+        discovery.decisions[&child.id()].ports,
+        BTreeSet::from([port])
+    );
+}
+
+/// Reconciles until `pid` is captured (its shell has exec'd), for up to two seconds.
+fn eventually_captured(discovery: &mut Discovery, filter: &SharedFilter, pid: u32) -> bool {
+    for _ in 0..200 {
+        discovery.reconcile(Instant::now()).unwrap();
+        if filter.contains(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
