@@ -11,9 +11,11 @@ extern crate std;
 
 pub mod io;
 pub mod process;
+pub mod sock;
 
 pub use io::{IoEvent, IoEventHeader, IoEventKind, SyscallLayout};
 pub use process::{ProcessEvent, ProcessEventKind, ProcessTracepointLayout};
+pub use sock::{ServedPortCounts, ServedPortKey, SockLayout};
 
 /// Ring buffer that carries [`ProcessEvent`] records to user space.
 pub const PROCESS_EVENTS_MAP: &str = "PROCESS_EVENTS";
@@ -57,6 +59,11 @@ pub const IO_EVENTS_MAP: &str = "IO_EVENTS";
 pub const SYSCALL_LAYOUT_GLOBAL: &str = "SYSCALL_LAYOUT";
 /// Global (`.rodata`) holding the [`ProcessTracepointLayout`] read from tracefs at start.
 pub const PROCESS_LAYOUT_GLOBAL: &str = "PROCESS_LAYOUT";
+/// Global (`.rodata`) holding the [`SockLayout`] read from tracefs and the kernel's BTF at start.
+pub const SOCK_LAYOUT_GLOBAL: &str = "SOCK_LAYOUT";
+/// LRU hash map of [`ServedPortKey`] → [`ServedPortCounts`]: the connections accepted on each port of
+/// each network namespace, which user space reads on the heartbeat.
+pub const SERVED_PORTS_MAP: &str = "SERVED_PORTS";
 
 /// Where a lost record was headed; the index into [`LOST_EVENTS_MAP`].
 #[repr(u32)]

@@ -2,12 +2,14 @@
 //! records and which maps it writes. Types and names shared with user space live in `vigil-common`.
 #![no_std]
 #![no_main]
-// `core::intrinsics::atomic_or`: the one atomic read-modify-write the programs need (see `tracked`).
+// `core::intrinsics::atomic_or` and `atomic_xadd`: the atomic read-modify-writes the programs need
+// (see `tracked` and `sock`).
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
 mod io;
 mod process;
+mod sock;
 mod tracked;
 
 #[cfg(not(test))]

@@ -28,9 +28,9 @@ use crate::{
     admin::{AdminState, Readiness},
     capture::{Capture, CaptureMetrics},
     config::Config,
-    coverage::MonitoringMetrics,
+    coverage::{MonitoringMetrics, TrafficWindow},
     discovery::{Discovery, DiscoveryMetrics},
-    kernel::{KernelMetrics, KernelProbes},
+    kernel::{Kernel, KernelMetrics, KernelProbes},
     metrics::{RedFamilies, RedSeries},
     pods::KubeMetrics,
 };
@@ -44,6 +44,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let red_families = RedFamilies::register(&registry, &config.metrics);
     let kube_metrics = KubeMetrics::register(&registry);
     let monitoring_metrics = MonitoringMetrics::register(&registry);
+    let mut traffic_window = TrafficWindow::new(config.k8s.traffic_window, &registry);
     let address = config.web.listen_address;
     let listener = TcpListener::bind(address)
         .await
@@ -63,7 +64,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     let server = tokio::spawn(admin::serve(listener, state, shutdown.clone()));
 
-    let (probes, mut kernel_events, mut io_events, tracked) = KernelProbes::load(
+    let Kernel {
+        probes,
+        process_events: mut kernel_events,
+        mut io_events,
+        filter: tracked,
+        served_ports,
+    } = KernelProbes::load(
         &config.ebpf,
         &config.paths.tracefs,
         config.discovery.selects_by_port(),
@@ -153,7 +160,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = heartbeat.tick() => {
                 let mut discovery = lock();
                 discovery.heartbeat(Instant::now());
-                lock_capture().expire(&*discovery, Instant::now());
+                let traffic = {
+                    let mut capture = lock_capture();
+                    capture.expire(&*discovery, Instant::now());
+                    capture.take_traffic()
+                };
+                let groups = discovery.serving_groups();
+                traffic_window.observe(Instant::now(), &served_ports.read(), &groups, &traffic);
                 if let Some(watch) = &pod_watch {
                     watch.update_gauges();
                     let reports = coverage::evaluate(
@@ -161,6 +174,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                         &discovery,
                         &config.k8s,
                         std::time::SystemTime::now(),
+                        &traffic_window,
+                        &groups,
                     );
                     monitoring_metrics.publish(&reports);
                     *pod_reports.lock().expect("pods lock") = coverage::to_json(&reports);

@@ -179,31 +179,38 @@ fn node_cluster_workers_are_counted_with_the_default_configuration() {
     assert_settles(&received, || since(&before, &by_status(&vigil, "node")));
 
     // Eight keep-alive connections, handed round-robin to the four workers: each worker follows its
-    // connections; the primary, which only accepts and hands them over its IPC channel, none.
+    // connections as their server; the primary, which only accepts them and hands them over its IPC
+    // channel, parses nothing (its IPC channel is followed, no request is found on it).
     let mut open: Vec<http_client::Connection> = (0..8)
         .map(|_| http_client::Connection::open(port))
         .collect();
     for connection in &mut open {
         assert_eq!(connection.get("/users/1"), 200);
     }
+    let serves = |connection: &Value, pid: u32| {
+        connection["pid"] == pid
+            && connection["role"] == "server"
+            && connection["transport"] == "inet"
+    };
     let followed = eventually(Duration::from_secs(5), || {
         let connections = vigil.connections();
         workers.iter().all(|worker| {
             connections
                 .iter()
-                .any(|connection| connection["pid"] == *worker)
+                .any(|connection| serves(connection, *worker))
         })
     });
     let connections = vigil.connections();
     assert!(
         followed,
-        "every worker follows a connection: {connections:?}"
+        "every worker serves a connection: {connections:?}"
     );
     assert!(
         connections
             .iter()
-            .all(|connection| connection["pid"] != primary),
-        "the primary follows no connection: {connections:?}"
+            .filter(|connection| connection["pid"] == primary)
+            .all(|connection| connection["role"].is_null()),
+        "the primary parses no request: {connections:?}"
     );
     println!(
         "node cluster, 4 workers: wrk {} and hey {} requests counted",

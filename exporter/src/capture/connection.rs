@@ -1,7 +1,12 @@
-//! The connections capture follows, by (tgid, fd): each one's protocol parser and its addresses,
-//! looked up once from the socket itself ([`super::sockets`]; at most [`MAX_ADDRESS_LOOKUPS_PER_TICK`]
-//! per drain tick, so that a storm of short connections costs a bounded amount), and the rows
-//! `/debug/connections` shows.
+//! The connections capture follows, by (tgid, fd): each one's protocol parser (none while no protocol
+//! vigil parses has claimed its bytes) and its addresses, looked up once from the socket itself
+//! ([`super::sockets`]; at most [`MAX_ADDRESS_LOOKUPS_PER_TICK`] per drain tick, so that a storm of
+//! short connections costs a bounded amount), and the rows `/debug/connections` shows.
+//!
+//! A connection no protocol claimed whose first transfer was received (the process serves it) is
+//! reported to the traffic tally once its address shows it is a TCP connection (not a pipe, a file or
+//! a Unix socket: a node `cluster` worker's IPC channel), or when it closes before its address was
+//! looked up (most such short connections are TCP).
 
 use foldhash::HashMap;
 use serde::Serialize;
@@ -9,6 +14,7 @@ use serde::Serialize;
 use super::{
     protocols::ConnectionParser,
     sockets::{Addresses, ProcessHandle},
+    traffic::ProtocolHint,
 };
 use crate::metrics::Side;
 
@@ -17,16 +23,45 @@ const MAX_ADDRESS_LOOKUPS_PER_TICK: usize = 64;
 
 /// One connection: its parser and addresses.
 pub(super) struct Connection {
-    pub(super) parser: Box<dyn ConnectionParser>,
+    /// `None` while no protocol vigil parses has claimed its bytes.
+    parser: Option<Box<dyn ConnectionParser>>,
+    /// What its first bytes looked like, when no protocol claimed them and the process received them.
+    unrecognized: Option<ProtocolHint>,
     addresses: AddressLookup,
 }
 
 impl Connection {
-    pub(super) fn new(parser: Box<dyn ConnectionParser>) -> Self {
+    /// A connection seen for the first time, its parser not chosen yet; `received_first` holds its
+    /// first bytes when the process received them.
+    pub(super) fn unparsed(received_first: Option<&[u8]>) -> Self {
         Connection {
-            parser,
+            parser: None,
+            unrecognized: received_first.map(ProtocolHint::of),
             addresses: AddressLookup::NotYet,
         }
+    }
+
+    /// Its parser, chosen by `recognise` from this transfer if none has claimed it yet.
+    pub(super) fn parser(
+        &mut self,
+        recognise: impl FnOnce() -> Option<Box<dyn ConnectionParser>>,
+    ) -> Option<&mut Box<dyn ConnectionParser>> {
+        if self.parser.is_none() {
+            self.parser = recognise();
+            if self.parser.is_some() {
+                self.unrecognized = None;
+            }
+        }
+        self.parser.as_mut()
+    }
+
+    /// The connection closed: its parser, to end what it was counting, and the hint of its bytes when
+    /// it served unrecognized bytes and closed before its address was looked up.
+    pub(super) fn close(self) -> (Option<Box<dyn ConnectionParser>>, Option<ProtocolHint>) {
+        let unrecognized = self
+            .unrecognized
+            .filter(|_| matches!(self.addresses, AddressLookup::NotYet));
+        (self.parser, unrecognized)
     }
 
     /// Its row in `/debug/connections`.
@@ -34,9 +69,20 @@ impl Connection {
         let mut row = ConnectionRow {
             pid,
             fd,
-            role: self.parser.role().map(Side::label),
-            server_requests_in_flight: self.parser.in_flight(Side::Server),
-            client_requests_in_flight: self.parser.in_flight(Side::Client),
+            role: self
+                .parser
+                .as_ref()
+                .and_then(|parser| parser.role())
+                .map(Side::label),
+            server_requests_in_flight: self
+                .parser
+                .as_ref()
+                .map_or(0, |parser| parser.in_flight(Side::Server)),
+            client_requests_in_flight: self
+                .parser
+                .as_ref()
+                .map_or(0, |parser| parser.in_flight(Side::Client)),
+            unrecognized: self.unrecognized.map(ProtocolHint::label),
             transport: "pending",
             local: None,
             peer: None,
@@ -76,6 +122,10 @@ pub struct ConnectionRow {
     pub role: Option<&'static str>,
     pub server_requests_in_flight: usize,
     pub client_requests_in_flight: usize,
+    /// What its bytes look like when no protocol vigil parses claimed them (`tls`, `http2`,
+    /// `unknown`) and it serves them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unrecognized: Option<&'static str>,
     /// `inet`, `unix`, `unknown` (the lookup failed: see `error`) or `pending` (not looked up yet).
     pub transport: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -96,8 +146,12 @@ pub(super) fn rows(connections: &HashMap<(u32, u32), Connection>) -> Vec<Connect
 }
 
 /// Looks up the addresses of connections seen since the last call (at most
-/// [`MAX_ADDRESS_LOOKUPS_PER_TICK`]), once per connection.
-pub(super) fn look_up_addresses(connections: &mut HashMap<(u32, u32), Connection>) {
+/// [`MAX_ADDRESS_LOOKUPS_PER_TICK`]), once per connection; returns the unrecognized TCP connections
+/// found served (tgid and hint).
+pub(super) fn look_up_addresses(
+    connections: &mut HashMap<(u32, u32), Connection>,
+) -> Vec<(u32, ProtocolHint)> {
+    let mut unrecognized = Vec::new();
     let mut pending: Vec<(u32, u32)> = connections
         .iter()
         .filter(|(_, connection)| matches!(connection.addresses, AddressLookup::NotYet))
@@ -118,8 +172,14 @@ pub(super) fn look_up_addresses(connections: &mut HashMap<(u32, u32), Connection
                 Err(error) => AddressLookup::Failed(error.to_string()),
             };
             if let Some(connection) = connections.get_mut(&(tgid, fd)) {
+                if let (AddressLookup::Found(Addresses::Inet { .. }), Some(hint)) =
+                    (&lookup, connection.unrecognized)
+                {
+                    unrecognized.push((tgid, hint));
+                }
                 connection.addresses = lookup;
             }
         }
     }
+    unrecognized
 }

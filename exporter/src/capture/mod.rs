@@ -20,6 +20,9 @@
 //! process's pod; requests of a process whose pod the watcher does not know yet are held until it
 //! does.
 //!
+//! **Traffic** ([`traffic`]): per process, the exchanges recognised and the TCP connections it serves
+//! that no protocol claimed (with a hint: TLS, HTTP/2, unknown), taken by coverage on each heartbeat.
+//!
 //! Metrics: those of [`protocols`] and [`hold`]; the RED families are the metrics stage's.
 
 mod connection;
@@ -27,10 +30,10 @@ mod hold;
 pub mod labels;
 pub mod protocols;
 pub mod sockets;
+pub mod traffic;
 mod view;
 
 use std::{
-    collections::hash_map::Entry,
     sync::{Arc, Mutex},
     time::Instant,
 };
@@ -44,12 +47,13 @@ pub use connection::ConnectionRow;
 use hold::{DropReason, Hold};
 use labels::LabelCache;
 use protocols::Protocols;
+use traffic::{ServedTraffic, TrafficTally};
 pub use view::ProcessView;
 
 use crate::{
     discovery::Publication,
     kernel::IoRecord,
-    metrics::{Exchange, RedSeries},
+    metrics::{Exchange, Measure, RedSeries},
     pods::PodStore,
 };
 
@@ -76,6 +80,7 @@ pub struct Capture {
     held: Hold,
     labels: LabelCache,
     series: RedSeries,
+    traffic: TrafficTally,
     /// What the record being handled finished (kept for its allocation).
     finished: Vec<Exchange>,
 }
@@ -92,6 +97,7 @@ impl Capture {
             held: metrics.hold,
             labels: LabelCache::new(pods),
             series,
+            traffic: TrafficTally::default(),
             finished: Vec::new(),
         }
     }
@@ -102,18 +108,26 @@ impl Capture {
         for record in records {
             let key = (record.tgid, record.fd);
             if record.kind == IoEventKind::Close {
-                if let Some(mut connection) = self.connections.remove(&key) {
-                    connection.parser.close(&mut finished);
+                if let Some(connection) = self.connections.remove(&key) {
+                    let (parser, unrecognized) = connection.close();
+                    if let Some(mut parser) = parser {
+                        parser.close(&mut finished);
+                    }
+                    if let Some(hint) = unrecognized {
+                        self.traffic.unrecognized(record.tgid, hint);
+                    }
                 }
             } else {
-                let connection = match self.connections.entry(key) {
-                    Entry::Occupied(entry) => entry.into_mut(),
-                    Entry::Vacant(entry) => match self.protocols.recognise(record) {
-                        Some(parser) => entry.insert(Connection::new(parser)),
-                        None => continue,
-                    },
+                let connection = self.connections.entry(key).or_insert_with(|| {
+                    let received = record.kind == IoEventKind::Receive;
+                    Connection::unparsed(received.then_some(&record.data[..]))
+                });
+                // Until a protocol claims it, each transfer may be the first head (a connection
+                // adopted mid-body).
+                let Some(parser) = connection.parser(|| self.protocols.recognise(record)) else {
+                    continue;
                 };
-                connection.parser.transfer(record, &mut finished);
+                parser.transfer(record, &mut finished);
             }
             for exchange in finished.drain(..) {
                 self.observe(record.tgid, exchange, processes);
@@ -145,6 +159,11 @@ impl Capture {
             .retain(|(tgid, _), _| processes.publication(*tgid).is_captured());
     }
 
+    /// What capture saw of each process's server traffic since the last call, by tgid.
+    pub fn take_traffic(&mut self) -> HashMap<u32, ServedTraffic> {
+        self.traffic.take()
+    }
+
     /// Removes idle series and those of processes gone (see [`RedSeries::expire`]); forgets the
     /// resolved labels (pods change).
     pub fn expire(&mut self, processes: &dyn ProcessView, now: Instant) {
@@ -155,7 +174,9 @@ impl Capture {
 
     /// Looks up the addresses of connections seen since the last call (a bounded number per call).
     pub fn look_up_addresses(&mut self) {
-        connection::look_up_addresses(&mut self.connections);
+        for (tgid, hint) in connection::look_up_addresses(&mut self.connections) {
+            self.traffic.unrecognized(tgid, hint);
+        }
     }
 
     /// The connections followed, for `/debug/connections`.
@@ -166,6 +187,9 @@ impl Capture {
     /// Records an exchange of `tgid` if discovery has published it and its labels are known; holds it
     /// otherwise.
     fn observe(&mut self, tgid: u32, exchange: Exchange, processes: &dyn ProcessView) {
+        if matches!(exchange.measure, Measure::Request { .. }) {
+            self.traffic.exchange(tgid);
+        }
         if processes.publication(tgid) == Publication::Published
             && let Some(labels) = self.labels.labels_of(tgid, processes)
         {

@@ -59,6 +59,10 @@ pub struct KubernetesConfig {
     /// How long a pod's containers must have been ready before the pod is expected to be monitored.
     #[serde(with = "humantime_serde")]
     pub unmonitored_grace: Duration,
+    /// How far back coverage compares the connections pods accepted with the requests capture
+    /// recognised.
+    #[serde(with = "humantime_serde")]
+    pub traffic_window: Duration,
     /// Namespaces whose pods are never expected to be monitored.
     pub excluded_namespaces: Vec<String>,
 }

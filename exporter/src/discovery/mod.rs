@@ -8,7 +8,7 @@
 //! ([`listeners`]); evaluating a process and applying the verdict to the filter ([`evaluate`]); kernel
 //! events ([`events`]); exits ([`exits`]); the reconcile ([`reconcile`]) and heartbeat ([`heartbeat`]);
 //! retries ([`retry`]); the minimum age ([`age`]); the families ([`metrics`]); `/debug/discovery`
-//! ([`debug`]).
+//! ([`debug`]); the serving groups coverage grounds in traffic ([`serving`]).
 //!
 //! The table is seeded by one /proc scan at start, kept current by the kernel's exec/fork/exit/listen
 //! events, and reconciled against a full /proc scan every `discovery.reconcile_interval`. Thread events
@@ -56,6 +56,7 @@ mod process;
 mod reconcile;
 mod retry;
 mod selector;
+mod serving;
 mod state;
 mod table;
 
@@ -74,6 +75,7 @@ pub use metrics::DiscoveryMetrics;
 use policy::Policy;
 pub use process::{ProcReader, ProcessIdentity, ProcessInfo, ReadError};
 use retry::Retry;
+pub use serving::ServingGroup;
 use state::Decision;
 pub use state::{PodProcesses, ProcessState, Publication};
 pub use table::{Corrections, ProcessTable, Upsert};

@@ -1,4 +1,5 @@
-//! Tracepoint field layouts, read from tracefs `format` files at start so that the eBPF programs never
+//! Tracepoint field layouts, read from tracefs `format` files at start, and the offsets of the kernel
+//! members the sock program follows, read from the kernel's BTF, so that the eBPF programs never
 //! assume one kernel's offsets.
 
 use std::{
@@ -6,7 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use vigil_common::{ProcessTracepointLayout, SyscallLayout, process::FIELD_ABSENT};
+use vigil_common::{ProcessTracepointLayout, SockLayout, SyscallLayout, process::FIELD_ABSENT};
 
 /// Why a tracepoint's layout could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,9 @@ pub enum LayoutError {
         field: &'static str,
         problem: String,
     },
+    /// The kernel's BTF cannot be read, or does not describe a member the program reads.
+    #[error("kernel BTF ({path}): {problem}")]
+    Btf { path: PathBuf, problem: String },
 }
 
 /// One field of a tracepoint record: where it is and how wide.
@@ -112,6 +116,66 @@ fn field_offset(
             field,
             problem: "is missing".to_owned(),
         }),
+    }
+}
+
+/// Where the kernel describes its own types (BTF).
+pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// The layout the sock program needs: the fields of `sock/inet_sock_set_state` from tracefs, and the
+/// offsets of the kernel members it follows to a socket's network namespace and received bytes from
+/// the kernel's BTF at `btf`.
+pub fn read_sock_layout(tracefs: &Path, btf: &Path) -> Result<SockLayout, LayoutError> {
+    const TRACEPOINT: &str = "inet_sock_set_state";
+    let path = tracefs.join("events/sock").join(TRACEPOINT).join("format");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|source| LayoutError::Unreadable { path, source })?;
+    let fields = parse_format(&text);
+    let field = |name: &'static str, size: u32| field_offset(&fields, TRACEPOINT, name, size);
+    let btf_error = |problem: String| LayoutError::Btf {
+        path: btf.to_owned(),
+        problem,
+    };
+    let bytes = std::fs::read(btf).map_err(|error| btf_error(error.to_string()))?;
+    let types = btfparse::TypeInformation::new(&BtfBytes(bytes))
+        .map_err(|error| btf_error(format!("{error:?}")))?;
+    let offset = |structure: &str, path: &str| -> Result<u32, LayoutError> {
+        let id = types
+            .id_of(structure)
+            .ok_or_else(|| btf_error(format!("no struct {structure}")))?;
+        match types.offset_of(id, path) {
+            Ok((_, btfparse::Offset::ByteOffset(offset))) => Ok(offset),
+            Ok((_, btfparse::Offset::BitOffsetAndSize(..))) => {
+                Err(btf_error(format!("{structure}.{path} is a bit field")))
+            }
+            Err(error) => Err(btf_error(format!("{structure}.{path}: {error:?}"))),
+        }
+    };
+    Ok(SockLayout {
+        skaddr: field("skaddr", 8)?,
+        oldstate: field("oldstate", 4)?,
+        newstate: field("newstate", 4)?,
+        sport: field("sport", 2)?,
+        protocol: field("protocol", 2)?,
+        sock_net: offset("sock", "__sk_common.skc_net.net")?,
+        net_inum: offset("net", "ns.inum")?,
+        tcp_bytes_received: offset("tcp_sock", "bytes_received")?,
+    })
+}
+
+/// The kernel's BTF in memory, for `btfparse` (which reads through its `Readable` trait).
+struct BtfBytes(Vec<u8>);
+
+impl btfparse::Readable for BtfBytes {
+    fn read(&self, offset: u64, buffer: &mut [u8]) -> btfparse::Result<()> {
+        let bytes = usize::try_from(offset)
+            .ok()
+            .and_then(|start| self.0.get(start..start.checked_add(buffer.len())?))
+            .ok_or_else(|| {
+                btfparse::Error::new(btfparse::ErrorKind::InvalidOffset, "read past the BTF")
+            })?;
+        buffer.copy_from_slice(bytes);
+        Ok(())
     }
 }
 

@@ -5,7 +5,9 @@
 //!
 //! Hooks: `sched/sched_process_exec`, `task/task_newtask`, `sched/sched_process_fork`,
 //! `sched/sched_process_exit`, `syscalls/sys_exit_listen` (see `exporter-ebpf/src/process.rs`), and the
-//! `syscalls/sys_exit_*` read/write family and `sys_enter_close` (see `exporter-ebpf/src/io.rs`).
+//! `syscalls/sys_exit_*` read/write family and `sys_enter_close` (see `exporter-ebpf/src/io.rs`), and
+//! `sock/inet_sock_set_state` (see `exporter-ebpf/src/sock.rs`), whose accepted-connection counts
+//! coverage reads ([`ServedPorts`]).
 //!
 //! Metrics:
 //! - `vigil_process_events_total{event}`: process events received from the kernel; `event` is one of
@@ -21,6 +23,7 @@ mod filter;
 mod io_events;
 pub mod layout;
 mod process_events;
+mod served_ports;
 
 use std::path::Path;
 
@@ -32,13 +35,14 @@ use aya::{
 use prometheus::{IntCounterVec, IntGaugeVec, Registry};
 use vigil_common::{
     CAPTURE_ON_LISTEN_GLOBAL, IO_EVENTS_MAP, LOST_EVENTS_MAP, LostSource, PROCESS_EVENTS_MAP,
-    PROCESS_LAYOUT_GLOBAL, SYSCALL_LAYOUT_GLOBAL, SyscallLayout, TRACKED_TGIDS_MAP, io,
-    process::programs,
+    PROCESS_LAYOUT_GLOBAL, SERVED_PORTS_MAP, SOCK_LAYOUT_GLOBAL, SYSCALL_LAYOUT_GLOBAL, SockLayout,
+    SyscallLayout, TRACKED_TGIDS_MAP, io, process::programs, sock,
 };
 
 pub use filter::{FilterError, ProcessFilter, TrackedTgids};
 pub use io_events::{IoEvents, IoRecord};
 pub use process_events::{KernelEvents, event_label};
+pub use served_ports::ServedPorts;
 
 use crate::{
     config::EbpfConfig,
@@ -147,12 +151,27 @@ impl KernelMetrics {
         let programs = PROCESS_PROGRAMS
             .iter()
             .map(|(program, _, _)| *program)
-            .chain(IO_PROGRAMS.iter().map(|(program, _)| *program));
+            .chain(IO_PROGRAMS.iter().map(|(program, _)| *program))
+            .chain([sock::programs::SOCK_STATE]);
         for program in programs {
             metrics.probes_attached.with_label_values(&[program]).set(0);
         }
         metrics
     }
+}
+
+/// What loading the eBPF object gives the stages after it.
+pub struct Kernel {
+    /// The programs; dropping it detaches them.
+    pub probes: KernelProbes,
+    /// Process events, for discovery.
+    pub process_events: KernelEvents,
+    /// Socket I/O records of captured processes, for capture.
+    pub io_events: IoEvents,
+    /// The in-kernel process filter, which discovery writes.
+    pub filter: TrackedTgids,
+    /// Connections accepted per network namespace and port, for coverage.
+    pub served_ports: ServedPorts,
 }
 
 /// The loaded eBPF programs. Dropping it detaches and unloads them all (nothing is pinned).
@@ -169,9 +188,10 @@ impl KernelProbes {
         tracefs: &Path,
         capture_on_listen: bool,
         metrics: &KernelMetrics,
-    ) -> Result<(KernelProbes, KernelEvents, IoEvents, TrackedTgids), KernelError> {
+    ) -> Result<Kernel, KernelError> {
         let (layout, layout_errors) = layout::read_process_layout(tracefs);
         let syscall_layout = layout::syscall_layout();
+        let sock_layout = layout::read_sock_layout(tracefs, Path::new(layout::KERNEL_BTF));
         let mut ebpf = EbpfLoader::new()
             .override_global(PROCESS_LAYOUT_GLOBAL, &layout, true)
             .override_global(
@@ -182,6 +202,11 @@ impl KernelProbes {
             .override_global(
                 SYSCALL_LAYOUT_GLOBAL,
                 syscall_layout.as_ref().unwrap_or(&SyscallLayout::UNKNOWN),
+                true,
+            )
+            .override_global(
+                SOCK_LAYOUT_GLOBAL,
+                sock_layout.as_ref().unwrap_or(&SockLayout::UNKNOWN),
                 true,
             )
             .map_max_entries(PROCESS_EVENTS_MAP, config.process_events_ring_bytes)
@@ -211,13 +236,37 @@ impl KernelProbes {
             attach(&mut ebpf, metrics, program, "syscalls", tracepoints);
         }
 
+        match &sock_layout {
+            Ok(_) => attach(
+                &mut ebpf,
+                metrics,
+                sock::programs::SOCK_STATE,
+                "sock",
+                &["inet_sock_set_state"],
+            ),
+            Err(error) => {
+                tracing::error!(program = sock::programs::SOCK_STATE, %error, "socket layout unknown; program not loaded (coverage falls back to process state)");
+                metrics
+                    .probe_errors
+                    .with_label_values(&[sock::programs::SOCK_STATE, "layout"])
+                    .inc();
+            }
+        }
+
         let ring = take_map(&mut ebpf, PROCESS_EVENTS_MAP)?;
         let lost = take_map(&mut ebpf, LOST_EVENTS_MAP)?;
         let io_ring = take_map(&mut ebpf, IO_EVENTS_MAP)?;
         let tracked = TrackedTgids::map_into_memory(take_map(&mut ebpf, TRACKED_TGIDS_MAP)?)?;
         let events = KernelEvents::new(ring, lost, metrics.clone());
         let io_events = IoEvents::new(io_ring, &metrics.io_events);
-        Ok((KernelProbes { _ebpf: ebpf }, events, io_events, tracked))
+        let served_ports = ServedPorts::new(take_map(&mut ebpf, SERVED_PORTS_MAP)?);
+        Ok(Kernel {
+            probes: KernelProbes { _ebpf: ebpf },
+            process_events: events,
+            io_events,
+            filter: tracked,
+            served_ports,
+        })
     }
 }
 

@@ -17,10 +17,23 @@
 //! - `no_process_found`: no process on this node carries its UID in its cgroup (its containers run
 //!   under another cgroup layout, or vigil cannot see them: `hostPID`, `paths.procfs`).
 //!
+//! A pod monitored by its processes' state is checked against its traffic ([`traffic`]): when, over
+//! `k8s.traffic_window`, the TCP stack accepted connections on the ports its captured processes serve
+//! and capture recognised none of their requests, it is not monitored after all:
+//!
+//! - `unrecognized_protocol`: capture saw its server connections and could not parse them; the status
+//!   series and `/debug/discovery` carry a `protocol` hint (`tls`, `http2`, `unknown`).
+//! - `traffic_not_captured`: capture saw none of those connections' bytes (accepted through io_uring,
+//!   handed to a process vigil does not capture, or a shape vigil does not know).
+//!
 //! Metrics: `vigil_monitored_pods{k8s_namespace_name}`,
 //! `vigil_unmonitored_pods{k8s_namespace_name,reason}` and
-//! `vigil_pod_monitoring_status{k8s_namespace_name,k8s_pod_name,status}` (1 for the pod's current
-//! status: `monitored` or a reason; expected pods only).
+//! `vigil_pod_monitoring_status{k8s_namespace_name,k8s_pod_name,status,protocol}` (1 for the pod's
+//! current status: `monitored` or a reason; expected pods only), and those of [`traffic`].
+
+mod traffic;
+
+pub use traffic::{TrafficWindow, Uncounted};
 
 use std::time::SystemTime;
 
@@ -28,7 +41,7 @@ use prometheus::{IntGaugeVec, Registry};
 
 use crate::{
     config::KubernetesConfig,
-    discovery::{Discovery, PodProcesses},
+    discovery::{Discovery, PodProcesses, ServingGroup},
     metrics::gauge_vec,
     pods::{
         PodMeta, PodStore,
@@ -48,6 +61,8 @@ pub struct PodReport {
     pub expected: Result<(), &'static str>,
     /// `monitored`, an unmonitored reason, or `not_expected`.
     pub status: &'static str,
+    /// What its unparseable traffic looks like (`unrecognized_protocol` only).
+    pub protocol: Option<&'static str>,
 }
 
 /// The metric families of this stage.
@@ -75,8 +90,8 @@ impl MonitoringMetrics {
             ),
             status: gauge(
                 "vigil_pod_monitoring_status",
-                "1 for the monitoring status of each expected pod: monitored or the reason it is not.",
-                &["k8s_namespace_name", "k8s_pod_name", "status"],
+                "1 for the monitoring status of each expected pod: monitored or the reason it is not (protocol: what unrecognized traffic looks like, else empty).",
+                &["k8s_namespace_name", "k8s_pod_name", "status", "protocol"],
             ),
         }
     }
@@ -96,18 +111,26 @@ impl MonitoringMetrics {
                     .inc(),
             }
             self.status
-                .with_label_values(&[namespace, &report.name, report.status])
+                .with_label_values(&[
+                    namespace,
+                    &report.name,
+                    report.status,
+                    report.protocol.unwrap_or(""),
+                ])
                 .set(1);
         }
     }
 }
 
-/// Every pod of `store`, expected or not, with its status now.
+/// Every pod of `store`, expected or not, with its status now: from its processes' state, then from
+/// the traffic of its serving group (`groups`, as `traffic` saw them over the window).
 pub fn evaluate(
     store: &PodStore,
     discovery: &Discovery,
     config: &KubernetesConfig,
     now: SystemTime,
+    traffic: &TrafficWindow,
+    groups: &[ServingGroup],
 ) -> Vec<PodReport> {
     let processes = discovery.pod_processes();
     let own_pod = discovery.own_pod_uid();
@@ -115,10 +138,19 @@ pub fn evaluate(
         .iter()
         .map(|pod| {
             let expected = expectation(pod, config, own_pod, now);
-            let status = match expected {
+            let mut status = match expected {
                 Err(_) => "not_expected",
                 Ok(()) => status(processes.get(pod.uid.as_str())),
             };
+            let mut protocol = None;
+            let uncounted = groups
+                .iter()
+                .find(|group| group.pod_uid.as_deref() == Some(pod.uid.as_str()))
+                .and_then(|group| traffic.uncounted(group));
+            if let (Some(uncounted), "monitored") = (uncounted, status) {
+                status = uncounted.reason();
+                protocol = uncounted.protocol().map(|hint| hint.label());
+            }
             PodReport {
                 namespace: pod.namespace.clone(),
                 name: pod.name.clone(),
@@ -127,6 +159,7 @@ pub fn evaluate(
                 owner: pod.owner.clone(),
                 expected,
                 status,
+                protocol,
             }
         })
         .collect();
@@ -186,6 +219,7 @@ pub fn to_json(reports: &[PodReport]) -> serde_json::Value {
                 "expected": report.expected.is_ok(),
                 "not_expected_because": report.expected.err(),
                 "status": report.status,
+                "protocol": report.protocol,
             })
         })
         .collect();
@@ -203,6 +237,7 @@ mod tests {
             kubeconfig: String::new(),
             node_name: "node-a".into(),
             unmonitored_grace: Duration::from_secs(30),
+            traffic_window: Duration::from_secs(30),
             excluded_namespaces: vec!["kube-system".into()],
         }
     }
