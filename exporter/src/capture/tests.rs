@@ -68,6 +68,7 @@ fn capture() -> (Capture, Registry) {
     let registry = Registry::new();
     let config = MetricsConfig {
         max_routes_per_service: 100,
+        max_segment_values: 25,
         ttl: Duration::from_secs(300),
         routes: vec!["/orders".to_owned()],
         duration_buckets: vec![0.0, 0.005, 0.01, 0.1, 1.0],

@@ -71,8 +71,12 @@ pub struct KubernetesConfig {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// Distinct `http_route` values per service; past it, requests get the route `_overflow`.
+    /// Distinct `http_route` values with live series per service; past it, requests get the route
+    /// `_overflow`.
     pub max_routes_per_service: usize,
+    /// Distinct values a path position may show under one parent path before it collapses to
+    /// `{param}`.
+    pub max_segment_values: usize,
     /// A series not updated for this long is removed.
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,

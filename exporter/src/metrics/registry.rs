@@ -61,3 +61,15 @@ pub fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -
         IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition"),
     )
 }
+
+/// The sum of every sample of the counter family `name` (0 when it has none), for tests.
+#[cfg(test)]
+pub fn counter_value(registry: &Registry, name: &str) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|family| family.name() == name)
+        .flat_map(|family| family.get_metric())
+        .map(|metric| metric.get_counter().get_value())
+        .sum()
+}

@@ -1,17 +1,27 @@
 //! `http_route`: the first configured pattern (`metrics.routes`, such as `/users/{id}/orders/{order}`)
 //! that matches the path; otherwise a heuristic that collapses the segments that are identifiers
-//! (numbers, UUIDs, hex hashes, long tokens with digits) into `{id}`. A hard cap on the distinct routes
-//! of each service, past which requests get the route [`OVERFLOW_ROUTE`].
+//! (numbers, UUIDs, hex hashes, long tokens with digits) into `{id}`; and, learned per service as
+//! requests come, a path position keeps the first `metrics.max_segment_values` distinct values it shows
+//! under one parent path and collapses every later one (usernames, slugs, file names) into
+//! [`COLLAPSED_SEGMENT`], so that a long-running service's routes converge while its first,
+//! meaningful paths (`/users`, `/static`) keep their names. A hard cap on the distinct routes of each service
+//! that have live series, past which requests get the route [`OVERFLOW_ROUTE`]: a route leaves the
+//! cap with its last series.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 
 /// The route of a request past its service's cap.
 pub const OVERFLOW_ROUTE: &str = "_overflow";
+/// What a path segment of a position with too many distinct values becomes.
+pub const COLLAPSED_SEGMENT: &str = "{param}";
+/// Parent paths whose children a service learns at most (later ones are not learned).
+const MAX_LEARNED_PARENTS: usize = 10_000;
 
-/// The route of `target` (a request target, query included): the first of `patterns` its path matches,
-/// else the path with identifier segments replaced by `{id}`. A pattern matches a path with as many
-/// segments, each `{name}` segment matching any one segment and the others matching exactly.
-pub fn route(patterns: &[String], target: &str) -> String {
+/// The route of `target` (a request target, query included) and whether a configured pattern gave it:
+/// the first of `patterns` its path matches, else the path with identifier segments replaced by `{id}`.
+/// A pattern matches a path with as many segments, each `{name}` segment matching any one segment and
+/// the others matching exactly.
+pub fn route(patterns: &[String], target: &str) -> (String, bool) {
     let path = target.split(['?', '#']).next().unwrap_or_default();
     let matches = |pattern: &String| {
         let mut wanted = pattern.split('/');
@@ -30,8 +40,8 @@ pub fn route(patterns: &[String], target: &str) -> String {
         }
     };
     match patterns.iter().find(|pattern| matches(pattern)) {
-        Some(pattern) => pattern.clone(),
-        None => heuristic_route(path),
+        Some(pattern) => (pattern.clone(), true),
+        None => (heuristic_route(path), false),
     }
 }
 
@@ -72,36 +82,110 @@ fn is_identifier(segment: &str) -> bool {
             || (is_token && has_digit))
 }
 
-/// The distinct routes each service has produced, up to a cap.
+/// Each service's routes: the segment positions learned, and the routes with live series, up to a cap.
 #[derive(Debug)]
 pub struct RouteLimiter {
     max_per_service: usize,
-    routes: HashMap<String, BTreeSet<String>>,
+    max_segment_values: usize,
+    services: HashMap<String, ServiceRoutes>,
+}
+
+#[derive(Debug, Default)]
+struct ServiceRoutes {
+    /// Route → its live series.
+    live: HashMap<String, usize>,
+    /// Parent path → the first distinct values of its child segment (at most `max_segment_values`),
+    /// which keep their names; any other value collapses.
+    children: HashMap<String, HashSet<String>>,
+}
+
+impl ServiceRoutes {
+    /// `route` with the segments past their position's first values collapsed, learning its segments.
+    fn collapse(&mut self, route: &str, max_segment_values: usize) -> String {
+        let mut collapsed = String::new();
+        for segment in route.split('/').skip(1) {
+            let parent = if collapsed.is_empty() {
+                "/"
+            } else {
+                &collapsed
+            };
+            let learnable =
+                self.children.len() < MAX_LEARNED_PARENTS || self.children.contains_key(parent);
+            let keep = !learnable || {
+                let known = self.children.entry(parent.to_owned()).or_default();
+                known.contains(segment)
+                    || (known.len() < max_segment_values && known.insert(segment.to_owned()))
+            };
+            collapsed.push('/');
+            collapsed.push_str(if keep { segment } else { COLLAPSED_SEGMENT });
+        }
+        if collapsed.is_empty() {
+            collapsed.push('/');
+        }
+        collapsed
+    }
 }
 
 impl RouteLimiter {
-    pub fn new(max_per_service: usize) -> Self {
+    pub fn new(max_per_service: usize, max_segment_values: usize) -> Self {
         RouteLimiter {
             max_per_service,
-            routes: HashMap::new(),
+            max_segment_values,
+            services: HashMap::new(),
         }
     }
 
-    /// `route` when the service already has it or has room for it; otherwise [`OVERFLOW_ROUTE`] (and
-    /// `false`, so that the caller counts the overflow).
-    pub fn admit(&mut self, service: &str, route: String) -> (String, bool) {
-        let routes = self.routes.entry(service.to_owned()).or_default();
-        if routes.contains(&route) || routes.len() < self.max_per_service {
-            routes.insert(route.clone());
+    /// The route a request of `service` gets: `route` (a configured pattern's, or collapsed where its
+    /// positions have too many values) when the service already has it or has room for it; otherwise
+    /// [`OVERFLOW_ROUTE`] (and `false`, so that the caller counts the overflow). `from_pattern`: a
+    /// configured pattern, which is never collapsed.
+    pub fn admit(&mut self, service: &str, route: &str, from_pattern: bool) -> (String, bool) {
+        let routes = self.services.entry(service.to_owned()).or_default();
+        let route = match from_pattern {
+            true => route.to_owned(),
+            false => routes.collapse(route, self.max_segment_values),
+        };
+        if routes.live.contains_key(&route) || routes.live.len() < self.max_per_service {
             (route, true)
         } else {
             (OVERFLOW_ROUTE.to_owned(), false)
         }
     }
+
+    /// A series of `route` of `service` was created.
+    pub fn hold(&mut self, service: &str, route: &str) {
+        *self
+            .services
+            .entry(service.to_owned())
+            .or_default()
+            .live
+            .entry(route.to_owned())
+            .or_default() += 1;
+    }
+
+    /// A series of `route` of `service` was removed; the route leaves the cap with its last one.
+    pub fn release(&mut self, service: &str, route: &str) {
+        let Some(routes) = self.services.get_mut(service) else {
+            return;
+        };
+        if let Some(count) = routes.live.get_mut(route) {
+            *count -= 1;
+            if *count == 0 {
+                routes.live.remove(route);
+            }
+        }
+    }
+
+    /// Routes with live series, over every service.
+    pub fn live_routes(&self) -> usize {
+        self.services.values().map(|routes| routes.live.len()).sum()
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     #[test]
@@ -118,7 +202,11 @@ mod tests {
             ("/", "/"),
             ("*", "/"),
         ] {
-            assert_eq!(super::route(&[], target), route, "{target}");
+            assert_eq!(
+                super::route(&[], target),
+                (route.to_owned(), false),
+                "{target}"
+            );
         }
     }
 
@@ -128,20 +216,22 @@ mod tests {
             "/shop/{shop}/items/{item}".to_owned(),
             "/users/me".to_owned(),
         ];
+        let route = |target: &str| route(&patterns, target).0;
         assert_eq!(
-            route(&patterns, "/shop/berlin/items/spoon?x=1"),
+            route("/shop/berlin/items/spoon?x=1"),
             "/shop/{shop}/items/{item}"
         );
-        assert_eq!(route(&patterns, "/users/me"), "/users/me");
+        assert_eq!(route("/users/me"), "/users/me");
         // No pattern matches: the heuristic.
-        assert_eq!(route(&patterns, "/shop/berlin/items"), "/shop/berlin/items");
-        assert_eq!(route(&patterns, "/shop//items/spoon"), "/shop//items/spoon");
-        assert_eq!(route(&patterns, "/users/42"), "/users/{id}");
+        assert_eq!(route("/shop/berlin/items"), "/shop/berlin/items");
+        assert_eq!(route("/shop//items/spoon"), "/shop//items/spoon");
+        assert_eq!(route("/users/42"), "/users/{id}");
     }
 
     #[test]
     fn ten_thousand_distinct_paths_stay_within_the_cap() {
-        let mut limiter = RouteLimiter::new(100);
+        // No position is learned here (values are never too many): the cap alone bounds the routes.
+        let mut limiter = RouteLimiter::new(100, usize::MAX);
         let mut routes = BTreeSet::new();
         let mut overflowed = 0;
         for n in 0..10_000 {
@@ -155,14 +245,69 @@ mod tests {
                         .repeat(n / 26 + 1)
                 ),
             };
-            let (route, admitted) = limiter.admit("shop", super::route(&[], &target));
+            let (route, admitted) = limiter.admit("shop", &super::route(&[], &target).0, false);
             overflowed += usize::from(!admitted);
+            // A new route's first series is created (the series store holds it).
+            if admitted && !routes.contains(&route) {
+                limiter.hold("shop", &route);
+            }
             routes.insert(route);
         }
         assert_eq!(routes.len(), 101, "100 routes and the overflow route");
         assert!(routes.contains("/users/{id}") && routes.contains(OVERFLOW_ROUTE));
         assert!(overflowed > 4_000);
         // Another service has its own budget.
-        assert!(limiter.admit("cart", "/x".into()).1);
+        assert!(limiter.admit("cart", "/x", false).1);
+    }
+
+    #[test]
+    fn values_past_a_positions_first_ones_collapse_per_parent_and_patterns_never_do() {
+        let mut limiter = RouteLimiter::new(100, 3);
+        let admit = |limiter: &mut RouteLimiter, route: &str| limiter.admit("shop", route, false).0;
+        for user in ["ann", "bob", "cy"] {
+            assert_eq!(
+                admit(&mut limiter, &format!("/users/{user}/profile")),
+                format!("/users/{user}/profile")
+            );
+        }
+        // The fourth value under /users, and every later one, collapses; the first three keep their
+        // names.
+        assert_eq!(
+            admit(&mut limiter, "/users/dee/profile"),
+            "/users/{param}/profile"
+        );
+        assert_eq!(
+            admit(&mut limiter, "/users/eve/profile"),
+            "/users/{param}/profile"
+        );
+        assert_eq!(
+            admit(&mut limiter, "/users/ann/profile"),
+            "/users/ann/profile"
+        );
+        // Other parents keep their own counts.
+        assert_eq!(admit(&mut limiter, "/static/app.js"), "/static/app.js");
+        // A configured pattern is kept as written.
+        assert_eq!(
+            limiter.admit("shop", "/users/{name}/cart", true).0,
+            "/users/{name}/cart"
+        );
+    }
+
+    #[test]
+    fn a_route_leaves_the_cap_with_its_last_series() {
+        let mut limiter = RouteLimiter::new(2, usize::MAX);
+        for route in ["/a", "/b"] {
+            assert!(limiter.admit("shop", route, false).1);
+            limiter.hold("shop", route);
+        }
+        limiter.hold("shop", "/a");
+        assert!(!limiter.admit("shop", "/c", false).1, "the cap is reached");
+        limiter.release("shop", "/a");
+        assert!(
+            !limiter.admit("shop", "/c", false).1,
+            "/a has a series left"
+        );
+        limiter.release("shop", "/a");
+        assert_eq!(limiter.admit("shop", "/c", false), ("/c".to_owned(), true));
     }
 }

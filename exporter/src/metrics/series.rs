@@ -14,7 +14,7 @@ use prometheus::Histogram;
 use super::{
     Exchange, Measure, ServiceLabels, Side,
     red::{DURATION, REQUEST_BODY, RESPONSE_BODY, RedFamilies},
-    routes::{self, RouteLimiter},
+    routes::{self, OVERFLOW_ROUTE, RouteLimiter},
 };
 use crate::config::MetricsConfig;
 
@@ -36,6 +36,28 @@ struct Series {
     histograms: [Option<Histogram>; 3],
 }
 
+impl Series {
+    /// Its `http_route` (server series; the overflow route holds no place under the cap).
+    fn route(&self) -> Option<&str> {
+        (self.side == Side::Server)
+            .then(|| self.labels[ROUTE].as_str())
+            .filter(|route| *route != OVERFLOW_ROUTE)
+    }
+
+    /// Its `service_name`.
+    fn service_name(&self) -> &str {
+        let first_identity = match self.side {
+            Side::Server => ROUTE + 1,
+            Side::Client => ROUTE,
+        };
+        &self.labels[first_identity]
+    }
+}
+
+/// Where the route is in a server series' label values (method, status, route, then identity labels);
+/// a client series has its identity labels from there.
+const ROUTE: usize = 2;
+
 /// Every RED series vigil exports, with when and by which process each was last updated.
 pub struct RedSeries {
     /// By a 64-bit hash of side and label values (foldhash's quality variant, which passes SMHasher, at
@@ -52,7 +74,7 @@ impl RedSeries {
     pub fn new(config: &MetricsConfig, families: RedFamilies) -> Self {
         RedSeries {
             series: HashMap::default(),
-            routes: RouteLimiter::new(config.max_routes_per_service),
+            routes: RouteLimiter::new(config.max_routes_per_service, config.max_segment_values),
             route_patterns: config.routes.clone(),
             ttl: config.ttl,
             families,
@@ -64,6 +86,7 @@ impl RedSeries {
     pub fn expire(&mut self, is_captured: impl Fn(u32) -> bool, now: Instant) {
         let ttl = self.ttl;
         let families = &self.families;
+        let routes = &mut self.routes;
         self.series.retain(|_, series| {
             let captured = is_captured(series.last_tgid);
             let gone_since = match captured {
@@ -75,6 +98,9 @@ impl RedSeries {
                 && gone_since
                     .is_none_or(|since| now.saturating_duration_since(since) < PROCESS_GONE_GRACE);
             if !keep {
+                if let Some(route) = series.route() {
+                    routes.release(series.service_name(), route);
+                }
                 let values: Vec<&str> = series.labels.iter().map(String::as_str).collect();
                 for family in families.families(series.side).all() {
                     // A family this label set never updated (no body size observed) has nothing.
@@ -93,10 +119,8 @@ impl RedSeries {
         let values: Vec<&str> = match exchange.side {
             Side::Server => {
                 let admitted;
-                (route, admitted) = self.routes.admit(
-                    service_name,
-                    routes::route(&self.route_patterns, &exchange.target),
-                );
+                let (derived, from_pattern) = routes::route(&self.route_patterns, &exchange.target);
+                (route, admitted) = self.routes.admit(service_name, &derived, from_pattern);
                 // Counted once per request, not again for its late response body.
                 if !admitted && matches!(exchange.measure, Measure::Request { .. }) {
                     self.families
@@ -116,13 +140,20 @@ impl RedSeries {
         };
         let key = foldhash::quality::FixedState::default().hash_one((exchange.side, &values));
         let now = Instant::now();
-        let series = self.series.entry(key).or_insert_with(|| Series {
-            side: exchange.side,
-            labels: values.iter().map(|value| value.to_string()).collect(),
-            last_update: now,
-            last_tgid: tgid,
-            gone_since: None,
-            histograms: [None, None, None],
+        let routes = &mut self.routes;
+        let series = self.series.entry(key).or_insert_with(|| {
+            let series = Series {
+                side: exchange.side,
+                labels: values.iter().map(|value| value.to_string()).collect(),
+                last_update: now,
+                last_tgid: tgid,
+                gone_since: None,
+                histograms: [None, None, None],
+            };
+            if let Some(route) = series.route() {
+                routes.hold(series.service_name(), route);
+            }
+            series
         });
         series.last_update = now;
         series.last_tgid = tgid;
@@ -149,5 +180,116 @@ impl RedSeries {
             }
             Measure::ResponseBody(bytes) => observe(RESPONSE_BODY, bytes as f64),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus::Registry;
+
+    use super::*;
+    use crate::metrics::{encode, registry::counter_value};
+
+    fn store(max_routes: usize, max_segment_values: usize) -> (RedSeries, Registry) {
+        let registry = Registry::new();
+        let config = MetricsConfig {
+            max_routes_per_service: max_routes,
+            max_segment_values,
+            ttl: Duration::from_secs(300),
+            routes: Vec::new(),
+            duration_buckets: vec![0.1, 1.0],
+            body_size_buckets: vec![100.0],
+        };
+        let families = RedFamilies::register(&registry, &config);
+        (RedSeries::new(&config, families), registry)
+    }
+
+    fn request(target: String) -> Exchange {
+        Exchange {
+            side: Side::Server,
+            method: "GET",
+            target,
+            status: 200,
+            measure: Measure::Request {
+                seconds: 0.01,
+                request_body: Some(0),
+                response_body: Some(10),
+            },
+        }
+    }
+
+    /// The distinct `http_route` values exported.
+    fn exported_routes(registry: &Registry) -> std::collections::BTreeSet<String> {
+        encode(registry)
+            .lines()
+            .filter(|line| line.starts_with("http_server_request_duration_seconds_count"))
+            .filter_map(|line| {
+                let start = line.find("http_route=\"")? + "http_route=\"".len();
+                let end = line[start..].find('"')? + start;
+                Some(line[start..end].to_owned())
+            })
+            .collect()
+    }
+
+    /// A word of letters only (the id heuristic keeps it), distinct for each `n`.
+    fn word(n: usize) -> String {
+        let mut word = String::new();
+        let mut rest = n;
+        loop {
+            word.push(char::from(b'a' + (rest % 26) as u8));
+            rest /= 26;
+            if rest == 0 {
+                return word;
+            }
+        }
+    }
+
+    #[test]
+    fn a_hundred_thousand_requests_of_mixed_shapes_converge_and_an_expired_route_frees_its_slot() {
+        let (mut series, registry) = store(100, 10);
+        let labels = ServiceLabels::host("shop");
+        let overflow = || counter_value(&registry, "vigil_route_overflow_total");
+        for n in 0..100_000 {
+            let target = match n % 5 {
+                0 => format!("/users/{n}/orders"),
+                1 => format!("/users/{}/profile", word(n)),
+                2 => format!("/static/{}.css?v={n}", word(n)),
+                3 => format!("/{}", word(n)),
+                _ => "/api/health".to_owned(),
+            };
+            series.record(&labels, 1, request(target));
+        }
+        let routes = exported_routes(&registry);
+        // Each position keeps its first ten values and collapses the rest: far below the cap.
+        assert!(routes.len() <= 40, "{} routes: {routes:?}", routes.len());
+        for route in [
+            "/users/{id}/orders",
+            "/users/{param}/profile",
+            "/static/{param}",
+            "/{param}",
+            "/api/health",
+        ] {
+            assert!(routes.contains(route), "{route} in {routes:?}");
+        }
+        assert_eq!(overflow(), 0.0, "the cap was never reached");
+
+        // A small cap: the overflow counter moves only past it.
+        let (mut capped, registry) = store(3, 100);
+        let overflow = || counter_value(&registry, "vigil_route_overflow_total");
+        for path in ["/a", "/b", "/c", "/a", "/b", "/c"] {
+            capped.record(&labels, 1, request(path.to_owned()));
+        }
+        assert_eq!(overflow(), 0.0);
+        capped.record(&labels, 1, request("/d".to_owned()));
+        assert_eq!(overflow(), 1.0);
+        assert!(exported_routes(&registry).contains(OVERFLOW_ROUTE));
+        // Every series expires: the routes leave the cap, and a new route takes a slot.
+        capped.expire(|_| true, Instant::now() + Duration::from_secs(301));
+        capped.record(&labels, 1, request("/e".to_owned()));
+        assert_eq!(overflow(), 1.0, "/e took a freed slot");
+        assert_eq!(
+            exported_routes(&registry),
+            std::collections::BTreeSet::from(["/e".to_owned()])
+        );
     }
 }
