@@ -44,7 +44,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let red_families = RedFamilies::register(&registry, &config.metrics);
     let kube_metrics = KubeMetrics::register(&registry);
     let monitoring_metrics = MonitoringMetrics::register(&registry);
-    let mut traffic_window = TrafficWindow::new(config.k8s.traffic_window, &registry);
+    // The newest heartbeat's connections are judged at the next one: the window spans two at least.
+    let mut traffic_window = TrafficWindow::new(
+        config
+            .k8s
+            .traffic_window
+            .max(2 * config.discovery.heartbeat_interval),
+        &registry,
+    );
     let address = config.web.listen_address;
     let listener = TcpListener::bind(address)
         .await

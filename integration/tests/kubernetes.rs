@@ -7,7 +7,7 @@ use serde_json::Value;
 use vigil_integration::{
     Pod, Vigil, eventually,
     fake_apiserver::{FakeApiServer, pod},
-    family_of, free_port, require_root, sample_value, samples, workspace,
+    family_of, free_port, http_client, require_root, sample_value, samples, workspace,
 };
 
 const NODE: &str = "node-a";
@@ -610,4 +610,120 @@ fn owners_resolve_through_the_api_and_fall_back_to_the_naming_rule() {
             .starts_with("/apis/apps/v1/namespaces/shop/replicasets/legacy-frontend")),
         "looked up through the API"
     );
+}
+
+/// A pod of the service-name scenario: its name, environment, annotations and labels, and the
+/// `service_name` and `service_namespace` its series must carry.
+type ServiceCase<'a> = (
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    &'a [(&'a str, &'a str)],
+    &'a [(&'a str, &'a str)],
+    &'a str,
+    &'a str,
+);
+
+#[test]
+fn service_names_follow_otel_variables_annotations_the_name_label_and_the_owner() {
+    if !require_root("service_names_follow_otel_variables_annotations_the_name_label_and_the_owner")
+    {
+        return;
+    }
+    let server = FakeApiServer::start();
+    let vigil = vigil_with(&server, "");
+    // (pod name, environment, annotations, labels) → the service_name and service_namespace wanted.
+    let cases: [ServiceCase; 5] = [
+        (
+            "svc-env",
+            &[("OTEL_SERVICE_NAME", "checkout")],
+            &[],
+            &[],
+            "checkout",
+            "shop",
+        ),
+        (
+            "svc-attributes",
+            &[(
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "service.name=cart,service.namespace=retail",
+            )],
+            &[],
+            &[],
+            "cart",
+            "retail",
+        ),
+        (
+            "svc-annotated",
+            &[],
+            &[("resource.opentelemetry.io/service.name", "front")],
+            &[],
+            "front",
+            "shop",
+        ),
+        (
+            "svc-labelled",
+            &[],
+            &[],
+            &[("app.kubernetes.io/name", "storefront")],
+            "storefront",
+            "shop",
+        ),
+        ("svc-owned", &[], &[], &[], "web", "shop"),
+    ];
+    let mut pods = Vec::new();
+    for (n, (name, environment, annotations, labels, _, _)) in cases.iter().enumerate() {
+        let port = free_port();
+        let mut simulated = Pod::start("node", &["server.js"], |command| {
+            command
+                .current_dir(workspace().join("integration/workloads/http-server"))
+                .env("PORT", port.to_string())
+                .envs(environment.iter().copied());
+        });
+        assert_eq!(simulated.read_line(), format!("listening {port}"));
+        let mut announced = api_pod(name, &format!("uid-svc-{n}"));
+        announced["metadata"]["uid"] = simulated.uid.clone().into();
+        announced["status"]["containerStatuses"][0]["containerID"] =
+            format!("containerd://{}", simulated.container_id).into();
+        for (key, value) in *annotations {
+            announced["metadata"]["annotations"][*key] = (*value).into();
+        }
+        for (key, value) in *labels {
+            announced["metadata"]["labels"][*key] = (*value).into();
+        }
+        server.apply(announced);
+        pods.push((simulated, port));
+    }
+    let services = || {
+        let mut services = std::collections::BTreeMap::new();
+        for (labels, _) in samples(
+            &vigil.metrics(),
+            "http_server_request_duration_seconds_count",
+        ) {
+            services.insert(
+                labels["k8s_pod_name"].clone(),
+                (
+                    labels["service_name"].clone(),
+                    labels["service_namespace"].clone(),
+                ),
+            );
+        }
+        services
+    };
+    let want: std::collections::BTreeMap<String, (String, String)> = cases
+        .iter()
+        .map(|(name, _, _, _, service, namespace)| {
+            (
+                name.to_string(),
+                (service.to_string(), namespace.to_string()),
+            )
+        })
+        .collect();
+    // One request a pod, sent until each pod's series shows (its pod is known and it is published).
+    let named = eventually(Duration::from_secs(15), || {
+        for (_, port) in &pods {
+            http_client::get_once(*port, "/");
+        }
+        services() == want
+    });
+    assert!(named, "series {:?}\nwanted {want:?}", services());
 }

@@ -4,8 +4,14 @@
 //!
 //! A process in a pod the watcher does not know yet, or whose container the pod's statuses do not list
 //! yet, is *pending metadata*: its requests are held, not published without their pod labels, until
-//! the join holds. Without Kubernetes (or for a host
-//! process) the k8s labels are empty and `service_name` is the executable's name.
+//! the join holds. Without Kubernetes (or for a host process) the k8s labels are empty.
+//!
+//! `service_name` is, the first that is set, as OpenTelemetry and Beyla users expect: the process's
+//! `OTEL_SERVICE_NAME`, `service.name` in its `OTEL_RESOURCE_ATTRIBUTES`, the pod's annotation
+//! `resource.opentelemetry.io/service.name`, its label `app.kubernetes.io/name`, its owner's name
+//! (the Deployment, StatefulSet, DaemonSet, CronJob, …), the executable's name. `service_namespace`:
+//! `service.namespace` in `OTEL_RESOURCE_ATTRIBUTES`, the annotation
+//! `resource.opentelemetry.io/service.namespace`, the pod's namespace; empty for a host process.
 
 use std::sync::{Arc, Mutex};
 
@@ -13,14 +19,25 @@ use foldhash::HashMap;
 
 use super::view::ProcessView;
 use crate::{
-    discovery::ContainerRef,
+    discovery::{ContainerRef, ServiceIdentity},
     metrics::ServiceLabels,
     pods::{PodMeta, PodStore},
 };
 
-/// The labels of a process of `pod`, in its container `container_id`. `service_name` is the owner's
-/// name (the Deployment, StatefulSet, …), else the pod's; `service_namespace` the namespace.
-pub fn of_pod(pod: &PodMeta, container_id: Option<&str>) -> ServiceLabels {
+/// The pod annotation that names its service, as the OpenTelemetry operator reads it.
+pub const SERVICE_NAME_ANNOTATION: &str = "resource.opentelemetry.io/service.name";
+/// The pod annotation that names its service's namespace.
+pub const SERVICE_NAMESPACE_ANNOTATION: &str = "resource.opentelemetry.io/service.namespace";
+/// The recommended Kubernetes label naming an application.
+pub const NAME_LABEL: &str = "app.kubernetes.io/name";
+
+/// The labels of process `service` of `pod`, in its container `container_id` (the order of
+/// `service_name` and `service_namespace` sources in the module header).
+pub fn of_pod(
+    pod: &PodMeta,
+    container_id: Option<&str>,
+    service: &ServiceIdentity,
+) -> ServiceLabels {
     let container = pod
         .container(container_id)
         .map(|container| container.name.clone())
@@ -33,9 +50,22 @@ pub fn of_pod(pod: &PodMeta, container_id: Option<&str>) -> ServiceLabels {
             .unwrap_or_default()
     };
     let owner_name = pod.owner.as_ref().map(|(_, name)| name.clone());
+    let set = |value: Option<&String>| value.filter(|value| !value.is_empty()).cloned();
+    let service_name = service
+        .otel_name
+        .clone()
+        .or_else(|| set(pod.annotations.get(SERVICE_NAME_ANNOTATION)))
+        .or_else(|| set(pod.labels.get(NAME_LABEL)))
+        .or_else(|| owner_name.clone())
+        .unwrap_or_else(|| service.executable.clone());
+    let service_namespace = service
+        .otel_namespace
+        .clone()
+        .or_else(|| set(pod.annotations.get(SERVICE_NAMESPACE_ANNOTATION)))
+        .unwrap_or_else(|| pod.namespace.clone());
     ServiceLabels::from_values([
-        owner_name.clone().unwrap_or_else(|| pod.name.clone()),
-        pod.namespace.clone(),
+        service_name,
+        service_namespace,
         pod.namespace.clone(),
         pod.name.clone(),
         pod.uid.clone(),
@@ -51,14 +81,17 @@ pub fn of_pod(pod: &PodMeta, container_id: Option<&str>) -> ServiceLabels {
     ])
 }
 
-/// Resolves the labels of a process from its cgroup and the pod watcher's store, if there is one.
+/// Resolves the labels of a process from its service identity, its cgroup and the pod watcher's store,
+/// if there is one.
 pub fn resolve(
-    service_name: &str,
+    service: &ServiceIdentity,
     container: &ContainerRef,
     pods: Option<&Arc<Mutex<PodStore>>>,
 ) -> Option<ServiceLabels> {
     let (Some(pods), Some(pod_uid)) = (pods, container.pod_uid.as_deref()) else {
-        return Some(ServiceLabels::host(service_name));
+        let name = service.otel_name.as_ref().unwrap_or(&service.executable);
+        let namespace = service.otel_namespace.as_deref().unwrap_or_default();
+        return Some(ServiceLabels::host(name, namespace));
     };
     let pods = pods.lock().expect("pod store lock");
     let pod = pods.get(pod_uid)?;
@@ -70,7 +103,7 @@ pub fn resolve(
                 .containers
                 .iter()
                 .any(|known| known.container_id.is_none()));
-    started.then(|| of_pod(pod, container_id))
+    started.then(|| of_pod(pod, container_id, service))
 }
 
 /// Identity labels by tgid, resolved once and forgotten on every [`LabelCache::refresh`] (pods change).
@@ -101,8 +134,8 @@ impl LabelCache {
         if let Some(labels) = self.current.get(&tgid) {
             return Some(labels.clone());
         }
-        let (service_name, container) = processes.service_of(tgid)?;
-        let Some(labels) = resolve(service_name, container, self.pods.as_ref()) else {
+        let (service, container) = processes.service_of(tgid)?;
+        let Some(labels) = resolve(service, container, self.pods.as_ref()) else {
             return self.last.get(&tgid).cloned();
         };
         let labels = Arc::new(labels);
@@ -149,10 +182,22 @@ mod tests {
         NAMES.iter().copied().zip(labels.values()).collect()
     }
 
+    /// A `node` process with no OpenTelemetry variables.
+    fn node() -> ServiceIdentity {
+        ServiceIdentity {
+            executable: "node".into(),
+            ..ServiceIdentity::default()
+        }
+    }
+
     #[test]
     fn a_deployment_pod_is_its_deployment() {
         let container_id = "c".repeat(64);
-        let labels = of_pod(&pod(Some(("Deployment", "web"))), Some(&container_id));
+        let labels = of_pod(
+            &pod(Some(("Deployment", "web"))),
+            Some(&container_id),
+            &node(),
+        );
         assert_eq!(
             super::tests::labels(&labels),
             [
@@ -173,10 +218,53 @@ mod tests {
     }
 
     #[test]
-    fn a_bare_pod_is_itself_and_an_unknown_container_has_no_name() {
-        let labels = of_pod(&pod(None), Some("d"));
-        assert_eq!(labels.service_name(), "web-5d8f7c9b4-x2x9z");
+    fn a_bare_pods_service_is_its_executable_and_an_unknown_container_has_no_name() {
+        let labels = of_pod(&pod(None), Some("d"), &node());
+        assert_eq!(labels.service_name(), "node");
         assert!(super::tests::labels(&labels).contains(&("k8s_container_name", "")));
+    }
+
+    #[test]
+    fn service_names_come_from_otel_then_annotations_then_the_name_label_then_the_owner() {
+        let container_id = "c".repeat(64);
+        let mut deployment = pod(Some(("Deployment", "web")));
+        let name = |pod: &PodMeta, service: &ServiceIdentity| {
+            let labels = of_pod(pod, Some(&container_id), service);
+            let values: Vec<&str> = labels.values().take(2).collect();
+            (values[0].to_owned(), values[1].to_owned())
+        };
+        assert_eq!(name(&deployment, &node()), ("web".into(), "shop".into()));
+        deployment
+            .labels
+            .insert(NAME_LABEL.into(), "storefront".into());
+        assert_eq!(
+            name(&deployment, &node()),
+            ("storefront".into(), "shop".into())
+        );
+        deployment
+            .annotations
+            .insert(SERVICE_NAME_ANNOTATION.into(), "front".into());
+        deployment
+            .annotations
+            .insert(SERVICE_NAMESPACE_ANNOTATION.into(), "retail".into());
+        assert_eq!(
+            name(&deployment, &node()),
+            ("front".into(), "retail".into())
+        );
+        let otel = ServiceIdentity {
+            executable: "node".into(),
+            otel_name: Some("checkout".into()),
+            otel_namespace: Some("payments".into()),
+        };
+        assert_eq!(
+            name(&deployment, &otel),
+            ("checkout".into(), "payments".into())
+        );
+        // A host process: its own variables, else its executable.
+        assert_eq!(
+            resolve(&otel, &ContainerRef::default(), None),
+            Some(ServiceLabels::host("checkout", "payments"))
+        );
     }
 
     #[test]
@@ -187,7 +275,7 @@ mod tests {
             pod_uid: Some("u1".into()),
         };
         assert_eq!(
-            resolve("node", &in_pod, Some(&store)),
+            resolve(&node(), &in_pod, Some(&store)),
             None,
             "pending metadata"
         );
@@ -195,7 +283,7 @@ mod tests {
         without_status.containers[0].container_id = None;
         store.lock().unwrap().apply(without_status);
         assert_eq!(
-            resolve("node", &in_pod, Some(&store)),
+            resolve(&node(), &in_pod, Some(&store)),
             None,
             "pending until the container status lists it"
         );
@@ -204,18 +292,18 @@ mod tests {
             .unwrap()
             .apply(pod(Some(("StatefulSet", "db"))));
         assert_eq!(
-            resolve("node", &in_pod, Some(&store))
+            resolve(&node(), &in_pod, Some(&store))
                 .unwrap()
                 .service_name(),
             "db"
         );
         assert_eq!(
-            resolve("node", &ContainerRef::default(), Some(&store)),
-            Some(ServiceLabels::host("node"))
+            resolve(&node(), &ContainerRef::default(), Some(&store)),
+            Some(ServiceLabels::host("node", ""))
         );
         assert_eq!(
-            resolve("node", &in_pod, None),
-            Some(ServiceLabels::host("node"))
+            resolve(&node(), &in_pod, None),
+            Some(ServiceLabels::host("node", ""))
         );
     }
 }

@@ -8,7 +8,7 @@ use vigil_common::io::IO_DATA_MAX;
 use super::*;
 use crate::{
     config::MetricsConfig,
-    discovery::ContainerRef,
+    discovery::{ContainerRef, ServiceIdentity},
     metrics::{PROCESS_GONE_GRACE, RedFamilies},
 };
 
@@ -18,6 +18,8 @@ struct Processes {
     publication: std::collections::HashMap<u32, Publication>,
     /// Every process's placement: a host process.
     container: ContainerRef,
+    /// Every process's service: a `sleep`.
+    service: ServiceIdentity,
 }
 
 impl Processes {
@@ -34,10 +36,10 @@ impl ProcessView for Processes {
             .unwrap_or(Publication::NotCaptured)
     }
 
-    fn service_of(&self, tgid: u32) -> Option<(&str, &ContainerRef)> {
+    fn service_of(&self, tgid: u32) -> Option<(&ServiceIdentity, &ContainerRef)> {
         self.publication
             .contains_key(&tgid)
-            .then_some(("sleep", &self.container))
+            .then_some((&self.service, &self.container))
     }
 }
 
@@ -46,7 +48,13 @@ const PID: u32 = 4242;
 
 /// A capture, and a discovery in which [`PID`] is captured with `publication`.
 fn setup(publication: Publication) -> (u32, Processes, Capture, Registry) {
-    let mut processes = Processes::default();
+    let mut processes = Processes {
+        service: ServiceIdentity {
+            executable: "sleep".into(),
+            ..ServiceIdentity::default()
+        },
+        ..Processes::default()
+    };
     processes.set(PID, publication);
     let (capture, registry) = capture();
     (PID, processes, capture, registry)

@@ -2,14 +2,14 @@
 //! provisional, not selected or gone, and the service and cgroup placement its labels come from. The
 //! pairing logic is tested against a plain implementation of it, with no real processes.
 
-use crate::discovery::{ContainerRef, Discovery, Publication};
+use crate::discovery::{ContainerRef, Discovery, Publication, ServiceIdentity};
 
 /// Discovery's processes as capture sees them.
 pub trait ProcessView {
     /// Whether what was captured from `tgid` may be published now.
     fn publication(&self, tgid: u32) -> Publication;
-    /// The default `service_name` and the cgroup placement of captured process `tgid`.
-    fn service_of(&self, tgid: u32) -> Option<(&str, &ContainerRef)>;
+    /// The service identity and the cgroup placement of captured process `tgid`.
+    fn service_of(&self, tgid: u32) -> Option<(&ServiceIdentity, &ContainerRef)>;
 }
 
 impl ProcessView for Discovery {
@@ -17,7 +17,7 @@ impl ProcessView for Discovery {
         Discovery::publication(self, tgid)
     }
 
-    fn service_of(&self, tgid: u32) -> Option<(&str, &ContainerRef)> {
+    fn service_of(&self, tgid: u32) -> Option<(&ServiceIdentity, &ContainerRef)> {
         Discovery::service_of(self, tgid)
     }
 }

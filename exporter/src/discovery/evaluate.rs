@@ -6,7 +6,7 @@
 //!
 //! Metrics: `vigil_instrumentation_latency_seconds`, `vigil_published_processes_total`.
 
-use std::{collections::BTreeSet, path::Path, time::Instant};
+use std::{collections::BTreeSet, time::Instant};
 
 use super::{
     Discovery,
@@ -14,6 +14,7 @@ use super::{
     clock::boot_time_ns,
     process::{ProcessInfo, ReadError},
     retry::{Step, StepError},
+    service::ServiceIdentity,
     state::{Decision, ProcessState},
 };
 
@@ -67,7 +68,12 @@ impl Discovery {
             last_heartbeat: previous.as_ref().and_then(|old| old.last_heartbeat),
             captured_boot_ns: None,
             exited_boot_ns: previous.as_ref().and_then(|old| old.exited_boot_ns),
-            service_name: service_name(&info),
+            // Read again on every evaluation that captures: an exec changes the program and its
+            // environment.
+            service: match captures {
+                true => self.service_identity(&info),
+                false => ServiceIdentity::executable_only(&info),
+            },
             attach_failed: false,
             decided_without_pod,
         };
@@ -143,6 +149,18 @@ impl Discovery {
         }
     }
 
+    /// The service identity of a process about to be captured: its executable, and the OpenTelemetry
+    /// variables of its environment when it can be read (when not, the executable alone; logged).
+    fn service_identity(&self, info: &ProcessInfo) -> ServiceIdentity {
+        match self.reader.environment(info.identity.pid) {
+            Ok(environment) => ServiceIdentity::of(info, &environment),
+            Err(error) => {
+                tracing::debug!(pid = info.identity.pid, %error, "environment unreadable; service named by its executable");
+                ServiceIdentity::executable_only(info)
+            }
+        }
+    }
+
     /// The captured parent of `info` when `info` is its worker: forked by it and running the same
     /// executable.
     fn serving_parent(&self, info: &ProcessInfo) -> Option<u32> {
@@ -155,19 +173,4 @@ impl Discovery {
             });
         (captured && parent.exe.is_some() && parent.exe == info.exe).then_some(parent.identity.pid)
     }
-}
-
-/// The default `service_name` of a process: its executable's file name, else its command's.
-fn service_name(info: &ProcessInfo) -> String {
-    let program = info
-        .exe
-        .as_deref()
-        .and_then(Path::file_name)
-        .and_then(|name| name.to_str())
-        .or_else(|| {
-            let command = info.cmdline.split(' ').next()?;
-            command.rsplit('/').next()
-        })
-        .filter(|name| !name.is_empty());
-    program.unwrap_or("unknown").to_owned()
 }

@@ -56,6 +56,7 @@ mod process;
 mod reconcile;
 mod retry;
 mod selector;
+mod service;
 mod serving;
 mod state;
 mod table;
@@ -75,6 +76,7 @@ pub use metrics::DiscoveryMetrics;
 use policy::Policy;
 pub use process::{ProcReader, ProcessIdentity, ProcessInfo, ReadError};
 use retry::Retry;
+pub use service::ServiceIdentity;
 pub use serving::ServingGroup;
 use state::Decision;
 pub use state::{PodProcesses, ProcessState, Publication};
@@ -202,15 +204,15 @@ impl Discovery {
             .as_deref()
     }
 
-    /// The default `service_name` (its executable's name) and the cgroup placement of a captured
-    /// process.
-    pub fn service_of(&self, tgid: u32) -> Option<(&str, &ContainerRef)> {
+    /// The service identity (executable, OpenTelemetry variables) and the cgroup placement of a
+    /// captured process.
+    pub fn service_of(&self, tgid: u32) -> Option<(&ServiceIdentity, &ContainerRef)> {
         let decision = self.decisions.get(&tgid)?;
         let info = self
             .table
             .get(tgid)
             .filter(|info| info.identity == decision.identity)?;
-        Some((decision.service_name.as_str(), &info.container))
+        Some((&decision.service, &info.container))
     }
 
     /// Whether what was captured from `tgid` may be published now.

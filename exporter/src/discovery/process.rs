@@ -1,8 +1,9 @@
 //! Reading one process from /proc: its identity (pid, start time), parent, namespaced pid, executable,
-//! command line and cgroup.
+//! command line and cgroup; and on demand its sockets, network namespace and environment.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
+    ffi::OsString,
     path::{Path, PathBuf},
 };
 
@@ -245,6 +246,12 @@ impl ProcReader {
             })
             .map(|entry| (entry.inode, entry.local_address.port()))
             .collect())
+    }
+
+    /// The environment `pid` was started with (`/proc/PID/environ`; reading it needs the ptrace
+    /// access vigil has).
+    pub fn environment(&self, pid: u32) -> Result<HashMap<OsString, OsString>, ReadError> {
+        Ok(self.open(pid)?.environ()?)
     }
 
     /// The pids of every process in /proc now.

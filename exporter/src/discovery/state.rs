@@ -5,7 +5,7 @@ use std::{collections::BTreeSet, time::Instant};
 
 use serde::Serialize;
 
-use super::process::ProcessIdentity;
+use super::{process::ProcessIdentity, service::ServiceIdentity};
 
 /// Where a process stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -79,8 +79,8 @@ pub(super) struct Decision {
     pub(super) captured_boot_ns: Option<u64>,
     /// Boot-clock time of the kernel's exit event, once seen: the end of its lifetime.
     pub(super) exited_boot_ns: Option<u64>,
-    /// `service_name` of what it serves: its executable's file name.
-    pub(super) service_name: String,
+    /// What names the service it belongs to (its environment is read once it is captured).
+    pub(super) service: ServiceIdentity,
     /// Its filter entry could not be written (retried).
     pub(super) attach_failed: bool,
     /// It runs in a pod the watcher had not delivered when this was decided (re-evaluated on the

@@ -25,10 +25,11 @@ pub struct ServiceLabels {
 }
 
 impl ServiceLabels {
-    /// A process outside Kubernetes: `service_name` only.
-    pub fn host(service_name: &str) -> ServiceLabels {
+    /// A process outside Kubernetes: `service_name` and `service_namespace` only.
+    pub fn host(service_name: &str, service_namespace: &str) -> ServiceLabels {
         let mut labels = ServiceLabels::default();
         labels.values[0] = service_name.to_owned();
+        labels.values[1] = service_namespace.to_owned();
         labels
     }
 

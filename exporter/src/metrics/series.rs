@@ -247,7 +247,7 @@ mod tests {
     #[test]
     fn a_hundred_thousand_requests_of_mixed_shapes_converge_and_an_expired_route_frees_its_slot() {
         let (mut series, registry) = store(100, 10);
-        let labels = ServiceLabels::host("shop");
+        let labels = ServiceLabels::host("shop", "");
         let overflow = || counter_value(&registry, "vigil_route_overflow_total");
         for n in 0..100_000 {
             let target = match n % 5 {
