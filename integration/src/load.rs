@@ -36,6 +36,23 @@ pub fn wrk(port: u16, connections: u32, seconds: u32, paths: &[&str]) -> Statuse
         .collect()
 }
 
+/// The status mix of the capture scenarios: `wrk` for 3 s over `/users/1`, `/missing/page`, `/fail`
+/// and `/users/2` of a server of the node workloads, checked to have received 200, 404 and 500.
+pub fn wrk_status_mix(port: u16, connections: u32) -> Statuses {
+    let completed = wrk(
+        port,
+        connections,
+        3,
+        &["/users/1", "/missing/page", "/fail", "/users/2"],
+    );
+    assert_eq!(
+        completed.keys().collect::<Vec<_>>(),
+        ["200", "404", "500"],
+        "{completed:?}"
+    );
+    completed
+}
+
 /// Runs `hey` against `path` on `port`: exactly `requests` requests over `concurrency` keep-alive
 /// connections; the responses it received, by status (a failed request has none).
 pub fn hey(port: u16, requests: u32, concurrency: u32, path: &str) -> Statuses {
