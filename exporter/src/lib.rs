@@ -1,8 +1,11 @@
 //! vigil: discovers the processes on its node, captures their requests with eBPF and serves RED metrics.
 //!
-//! The data flows one way, one module per stage: [`kernel`] (eBPF events) → [`discovery`] (which
-//! processes) → [`capture`] (their HTTP requests) → [`metrics`] → [`admin`] (HTTP). [`run`] wires them
-//! together.
+//! The data flows one way, one module per stage: [`kernel`] (eBPF programs and what they produce) →
+//! [`discovery`] (which processes; [`pods`] come in as an input) → [`capture`] (their requests, one
+//! file per protocol) → [`metrics`] (series and their lifecycle) → [`coverage`] (which pods are truly
+//! monitored, grounded in traffic) → [`admin`] (HTTP, serving snapshots). [`run`] wires them together;
+//! [`config`], [`cli`] and [`privileges`] are read before it. No module imports one later in the flow;
+//! every stage registers its metric families with [`metrics`], which imports no stage.
 
 pub mod admin;
 pub mod capture;
