@@ -1,8 +1,7 @@
 //! Evaluating one process: the ports it serves (when a selector needs them), its pod, whether it is a
 //! worker of a captured parent, the selection policy's verdict ([`super::policy`]), and applying that
 //! to the in-kernel filter: a process that matches is captured at once (provisional until the minimum
-//! age, see [`super::age`]), one that does not leaves the filter (the kernel may have put it there at
-//! its `listen` or its fork).
+//! age, see [`super::age`]), one that no longer does leaves the filter.
 //!
 //! Metrics: `vigil_instrumentation_latency_seconds`, `vigil_published_processes_total`.
 
@@ -112,9 +111,12 @@ impl Discovery {
                 tracing::info!(pid, exe = ?info.exe, cmdline = %info.cmdline, "instrumented");
                 newly_captured = true;
             }
-            // Not captured: also undo what the kernel did before this evaluation (its capture at a
-            // `listen`, or at a fork by a captured parent).
-            (false, _) => self.filter.remove(pid),
+            (false, true) => self.filter.remove(pid),
+            // What the kernel did before discovery saw the process (its capture at a `listen`, or at
+            // a fork by a captured parent) is undone by the handler of that event, which knows the
+            // evaluation answers it: an evaluation for another reason may read a listening-socket
+            // table from before the `listen`, and must not release what that `listen` captured.
+            (false, false) => {}
         }
         publish_if_old_enough(
             &mut decision,

@@ -1,5 +1,6 @@
 //! Applying the kernel's process events (`exporter-ebpf/src/process.rs`): an exec or fork reads the
-//! process, a listen re-evaluates it (and undoes the kernel's capture-on-listen unless it matched), a
+//! process (a fork undoes the kernel's capture of a captured parent's child unless it is kept), a
+//! listen re-evaluates it (and undoes the kernel's capture-on-listen unless it matched), a
 //! whole-process exit is confirmed against /proc before the process is dropped. Thread exits never
 //! touch the table.
 
@@ -25,6 +26,11 @@ impl Discovery {
                 ) => {
                     self.retries.remove(&event.tgid);
                     self.try_step(event.tgid, Step::Read, trigger, 0, now);
+                    // The kernel captures what a captured process forks, before this evaluation:
+                    // undo that unless it is a worker (or matches by itself).
+                    if event.kind == ProcessEventKind::Fork as u32 {
+                        self.release_unless_captured(event.tgid);
+                    }
                 }
                 Some(ProcessEventKind::Listen) => {
                     // A new listening socket: the cached tables no longer tell the whole truth.
@@ -36,13 +42,7 @@ impl Discovery {
                     self.try_step(event.tgid, step, trigger, 0, now);
                     // The kernel captures a process from its listen on (CAPTURE_ON_LISTEN), before
                     // this evaluation: undo that unless it matched.
-                    if !self
-                        .decisions
-                        .get(&event.tgid)
-                        .is_some_and(|decision| decision.state.is_captured())
-                    {
-                        self.filter.remove(event.tgid);
-                    }
+                    self.release_unless_captured(event.tgid);
                 }
                 Some(ProcessEventKind::Exit)
                     if event.flags & (EXIT_GROUP_DEAD | EXIT_GROUP_DEAD_UNKNOWN) != 0 =>
@@ -67,5 +67,17 @@ impl Discovery {
             }
         }
         self.update_gauges();
+    }
+
+    /// Clears the filter bit of `tgid` unless discovery captures it: the kernel set it at a `listen` or
+    /// a fork, before discovery evaluated the process.
+    fn release_unless_captured(&mut self, tgid: u32) {
+        if !self
+            .decisions
+            .get(&tgid)
+            .is_some_and(|decision| decision.state.is_captured())
+        {
+            self.filter.remove(tgid);
+        }
     }
 }
