@@ -136,20 +136,12 @@ pub fn read_sock_layout(tracefs: &Path, btf: &Path) -> Result<SockLayout, Layout
         path: btf.to_owned(),
         problem,
     };
-    let bytes = std::fs::read(btf).map_err(|error| btf_error(error.to_string()))?;
-    let types = btfparse::TypeInformation::new(&BtfBytes(bytes))
-        .map_err(|error| btf_error(format!("{error:?}")))?;
-    let offset = |structure: &str, path: &str| -> Result<u32, LayoutError> {
-        let id = types
-            .id_of(structure)
-            .ok_or_else(|| btf_error(format!("no struct {structure}")))?;
-        match types.offset_of(id, path) {
-            Ok((_, btfparse::Offset::ByteOffset(offset))) => Ok(offset),
-            Ok((_, btfparse::Offset::BitOffsetAndSize(..))) => {
-                Err(btf_error(format!("{structure}.{path} is a bit field")))
-            }
-            Err(error) => Err(btf_error(format!("{structure}.{path}: {error:?}"))),
-        }
+    let bytes = super::btf::KernelBtf::open(btf).map_err(|error| btf_error(error.to_string()))?;
+    let types = super::btf::Btf::parse(&bytes).map_err(|error| btf_error(error.to_string()))?;
+    let offset = |structure: &str, path: &str| {
+        types
+            .member_offset(structure, path)
+            .map_err(|error| btf_error(error.to_string()))
     };
     Ok(SockLayout {
         skaddr: field("skaddr", 8)?,
@@ -161,22 +153,6 @@ pub fn read_sock_layout(tracefs: &Path, btf: &Path) -> Result<SockLayout, Layout
         net_inum: offset("net", "ns.inum")?,
         tcp_bytes_received: offset("tcp_sock", "bytes_received")?,
     })
-}
-
-/// The kernel's BTF in memory, for `btfparse` (which reads through its `Readable` trait).
-struct BtfBytes(Vec<u8>);
-
-impl btfparse::Readable for BtfBytes {
-    fn read(&self, offset: u64, buffer: &mut [u8]) -> btfparse::Result<()> {
-        let bytes = usize::try_from(offset)
-            .ok()
-            .and_then(|start| self.0.get(start..start.checked_add(buffer.len())?))
-            .ok_or_else(|| {
-                btfparse::Error::new(btfparse::ErrorKind::InvalidOffset, "read past the BTF")
-            })?;
-        buffer.copy_from_slice(bytes);
-        Ok(())
-    }
 }
 
 /// The tracepoints the process programs read, with the fields each needs and their sizes.

@@ -19,6 +19,7 @@
 //! - `vigil_probe_errors_total{program,stage}`: failures to prepare (`layout`), load (`load`, with the
 //!   verifier log in vigil's log) or attach (`attach`) a program. vigil keeps running without it.
 
+mod btf;
 mod filter;
 mod io_events;
 pub mod layout;
