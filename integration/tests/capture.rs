@@ -714,6 +714,52 @@ fn requests_pipelined_in_one_write_are_each_counted() {
 }
 
 #[test]
+fn a_pipelined_burst_past_the_captured_bytes_is_counted_as_far_as_seen_and_the_rest_reported() {
+    if !require_root(
+        "a_pipelined_burst_past_the_captured_bytes_is_counted_as_far_as_seen_and_the_rest_reported",
+    ) {
+        return;
+    }
+    let (vigil, port, _pod) = captured_node_server();
+    let mut connection = connect(port);
+    // A hundred 34-byte requests in one write: vigil captures the first 1024 bytes of the read (30
+    // requests and a piece of the 31st).
+    let burst = "GET /users/1 HTTP/1.1\r\nHost: h\r\n\r\n".repeat(100);
+    std::io::Write::write_all(connection.get_mut(), burst.as_bytes()).unwrap();
+    for _ in 0..100 {
+        assert_eq!(http_client::read_response(&mut connection, false), 200);
+    }
+    let counted = || {
+        server_counts(&vigil, "node")
+            .get(&("/users/{id}".to_owned(), "200".to_owned()))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || counted() >= 30),
+        "the requests within the captured bytes are counted: {}",
+        counted()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (counted, unpaired, truncated) = (
+        counted(),
+        vigil.metric("vigil_http_unpaired_responses_total{side=\"server\"}"),
+        vigil.metric("vigil_http_truncated_pipelines_total{side=\"server\"}"),
+    );
+    // Nothing counted twice, and what was not counted is reported: the read cut among the burst, and
+    // each response past it as unpaired (written one by one) or a write cut among them too.
+    assert!(counted <= 100, "{counted}");
+    assert!(truncated >= 1.0, "the cut read is reported");
+    assert!(
+        counted as f64 + unpaired == 100.0 || truncated >= 2.0,
+        "{counted} counted, {unpaired} unpaired, {truncated} cut"
+    );
+    println!(
+        "pipelined burst of 100: {counted} counted, {unpaired} responses unpaired, {truncated} transfers cut among pipelined messages"
+    );
+}
+
+#[test]
 fn requests_right_after_listen_are_captured_before_the_process_is_evaluated() {
     if !require_root("requests_right_after_listen_are_captured_before_the_process_is_evaluated") {
         return;

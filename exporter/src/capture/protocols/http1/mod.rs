@@ -4,9 +4,11 @@
 //! written ends it; a request line written starts a client request and the next status line read ends
 //! it. Requests are paired in order, so keep-alive connections work; interim `1xx` responses (except
 //! `101 Switching Protocols`) do not end a request. A head line written in pieces (the peer sent
-//! `GET ` and the rest separately) is put together across transfers. Requests pipelined in one read are
-//! each counted as far as the captured bytes show them (`IO_DATA_MAX`); beyond that, their responses
-//! are counted as unpaired. Connections need no accept or connect event: one that was open before
+//! `GET ` and the rest separately) is put together across transfers. Requests pipelined in one read, and
+//! responses written together in one write, are each counted as far as the captured bytes show them
+//! (`IO_DATA_MAX`); a transfer whose captured bytes end among them is counted in
+//! `vigil_http_truncated_pipelines_total` (what lies past them is not seen), and a response whose
+//! request was not seen in `vigil_http_unpaired_responses_total`. Connections need no accept or connect event: one that was open before
 //! vigil started, or before the process was instrumented, is adopted at its next head.
 //!
 //! **Duration.** Server: from the return of the read that brought the request line to the return of the
@@ -22,7 +24,8 @@
 //! head (the first `IO_DATA_MAX` bytes of a transfer): a body behind a longer head is not observed and
 //! counted in `vigil_http_unmeasured_bodies_total`.
 //!
-//! Metrics: `vigil_http_unpaired_responses_total{side}`, `vigil_http_unmeasured_bodies_total{side}`.
+//! Metrics: `vigil_http_unpaired_responses_total{side}`, `vigil_http_unmeasured_bodies_total{side}`,
+//! `vigil_http_truncated_pipelines_total{side}`.
 
 mod body;
 mod parse;
@@ -39,8 +42,8 @@ use crate::{
 };
 use body::{BodySize, OpenBody};
 use parse::{
-    Framing, HeadEnd, RequestHead, ends_chunked_body, following_requests, is_incomplete_head,
-    parse_request, parse_status, response_head_end,
+    Framing, HeadEnd, RequestHead, ends_chunked_body, following_requests, following_responses,
+    is_incomplete_head, parse_request, parse_status, response_head_end,
 };
 
 /// Requests awaiting their response on one connection, per side; older ones are forgotten past this.
@@ -51,6 +54,7 @@ const MAX_IN_FLIGHT_PER_CONNECTION: usize = 64;
 pub struct Http1Metrics {
     unpaired: IntCounterVec,
     unmeasured: IntCounterVec,
+    truncated: IntCounterVec,
 }
 
 impl Http1Metrics {
@@ -68,10 +72,17 @@ impl Http1Metrics {
                 "Request and response bodies whose size was not observed: their head was longer than vigil captures of a transfer (1024 bytes), so where the body starts is unknown. By side.",
                 &["side"],
             ),
+            truncated: counter_vec(
+                registry,
+                "vigil_http_truncated_pipelines_total",
+                "Transfers carrying several requests or responses at once (pipelining) whose captured bytes (the first 1024) end among them: those past the captured bytes are not counted. By side.",
+                &["side"],
+            ),
         };
         for side in ["server", "client"] {
             metrics.unpaired.with_label_values(&[side]);
             metrics.unmeasured.with_label_values(&[side]);
+            metrics.truncated.with_label_values(&[side]);
         }
         metrics
     }
@@ -200,7 +211,14 @@ impl Http1Connection {
                 (Head::Request(head), true) => {
                     // Only a head that starts this transfer can have others after it here.
                     let following = match earlier {
-                        0 => following_requests(&record.data, &head, record.is_truncated()),
+                        0 => {
+                            let (following, cut) =
+                                following_requests(&record.data, &head, record.is_truncated());
+                            if cut {
+                                self.truncated(Side::Server);
+                            }
+                            following
+                        }
                         _ => Vec::new(),
                     };
                     let body = BodySize::of_request(end, after_head);
@@ -225,14 +243,39 @@ impl Http1Connection {
                         true => Side::Client,
                         false => Side::Server,
                     };
+                    let ends_body = !record.is_truncated() && ends_chunked_body(&record.data);
                     let response = Response {
                         status,
                         end,
                         after_head,
-                        ends_body: !record.is_truncated() && ends_chunked_body(&record.data),
+                        ends_body,
                         at_ns: record.boot_time_ns,
                     };
                     self.finish(side, response, out);
+                    // Responses written (or read) together: each answers the next request.
+                    if earlier == 0 {
+                        let (following, cut) =
+                            following_responses(&record.data, end, record.is_truncated());
+                        for pipelined in following {
+                            let (status, end) = pipelined.head;
+                            let after_head = end.map_or(0, |end| {
+                                record
+                                    .length
+                                    .saturating_sub((pipelined.offset + end.length) as u64)
+                            });
+                            let response = Response {
+                                status,
+                                end,
+                                after_head,
+                                ends_body,
+                                at_ns: record.boot_time_ns,
+                            };
+                            self.finish(side, response, out);
+                        }
+                        if cut {
+                            self.truncated(side);
+                        }
+                    }
                 }
             }
         }
@@ -289,6 +332,14 @@ impl Http1Connection {
             return Transfer::Piece;
         }
         Transfer::Other
+    }
+
+    /// A transfer of `side` cut by the capture among pipelined messages.
+    fn truncated(&self, side: Side) {
+        self.metrics
+            .truncated
+            .with_label_values(&[side.label()])
+            .inc();
     }
 
     fn start(&mut self, side: Side, head: RequestHead, now_ns: u64, body: BodySize) {

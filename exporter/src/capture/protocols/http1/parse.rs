@@ -126,21 +126,27 @@ pub fn ends_chunked_body(data: &[u8]) -> bool {
     data.ends_with(b"0\r\n\r\n")
 }
 
-/// A request pipelined after the first one of a transfer.
+/// A message pipelined after the first one of a transfer: its head, and where the head starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pipelined {
-    pub head: RequestHead,
-    /// Where its head starts in the transfer.
+pub struct Pipelined<Head> {
+    pub head: Head,
     pub offset: usize,
 }
 
-/// The requests pipelined after `first`, the request at the start of `data` (several requests sent in
-/// one transfer), as far as the captured bytes show them: each head before them must be complete, and
-/// a body is skipped by its `Content-Length` (a chunked body ends the scan).
-pub fn following_requests(data: &[u8], first: &RequestHead, truncated: bool) -> Vec<Pipelined> {
+/// The messages after the first one of `data` (several sent in one transfer), as far as the captured
+/// bytes show them: each head before them must be complete and its body delimited by
+/// `Content-Length` (a chunked body ends the scan). `parse` reads a head at the start of its bytes.
+/// Also whether the scan ran into the end of the captured bytes of a `truncated` transfer: the messages
+/// past them, if any, are not seen.
+fn following<Head>(
+    data: &[u8],
+    first: Option<HeadEnd>,
+    truncated: bool,
+    parse: impl Fn(&[u8]) -> Option<(Head, Option<HeadEnd>)>,
+) -> (Vec<Pipelined<Head>>, bool) {
     let mut following = Vec::new();
     let mut offset: usize = 0;
-    let mut end = first.end;
+    let mut end = first;
     while let Some(HeadEnd {
         length,
         framing: Framing::Length(body),
@@ -148,15 +154,46 @@ pub fn following_requests(data: &[u8], first: &RequestHead, truncated: bool) -> 
     {
         offset = offset.saturating_add(length).saturating_add(body as usize);
         if offset >= data.len() {
-            break;
+            return (following, truncated);
         }
-        let Some(head) = parse_request(&data[offset..], truncated) else {
-            break;
+        let Some((head, head_end)) = parse(&data[offset..]) else {
+            // A head cut by the capture, or bytes that are no head.
+            return (following, truncated);
         };
-        end = head.end;
+        end = head_end;
         following.push(Pipelined { head, offset });
     }
-    following
+    // The last head seen was cut by the capture (no end) in a truncated transfer: more may follow.
+    (following, truncated && end.is_none())
+}
+
+/// The requests pipelined after `first`, the request at the start of `data`; and whether the capture
+/// cut the transfer among them (see [`following`]).
+pub fn following_requests(
+    data: &[u8],
+    first: &RequestHead,
+    truncated: bool,
+) -> (Vec<Pipelined<RequestHead>>, bool) {
+    following(data, first.end, truncated, |bytes| {
+        parse_request(bytes, truncated).map(|head| {
+            let end = head.end;
+            (head, end)
+        })
+    })
+}
+
+/// The response heads (status and end) written after the first one of `data`, whose head ends at
+/// `first`; and whether the capture cut the transfer among them.
+pub fn following_responses(
+    data: &[u8],
+    first: Option<HeadEnd>,
+    truncated: bool,
+) -> (Vec<Pipelined<(u16, Option<HeadEnd>)>>, bool) {
+    following(data, first, truncated, |bytes| {
+        let status = parse_status(bytes)?;
+        let end = response_head_end(bytes);
+        Some(((status, end), end))
+    })
 }
 
 /// Whether `data` may be the start of a request or status line whose rest comes in the next transfer
@@ -249,7 +286,11 @@ mod tests {
             let first = parse_request(data, truncated).unwrap();
             following_requests(data, &first, truncated)
         };
-        let pipelined = following(data, true);
+        let (pipelined, cut) = following(data, true);
+        assert!(
+            cut,
+            "the capture cut the transfer at /d: what follows it is not seen"
+        );
         let targets: Vec<&str> = pipelined.iter().map(|p| p.head.target.as_str()).collect();
         // /d is cut by the capture limit: it still counts, the transfer being truncated.
         assert_eq!(targets, ["/b", "/c", "/d"]);
@@ -269,16 +310,38 @@ mod tests {
             ]
         );
         assert_eq!(pipelined[1].offset, 19 + 39 + 3);
-        assert!(following(b"GET /a HTTP/1.1\r\n\r\n", false).is_empty());
+        assert_eq!(
+            following(b"GET /a HTTP/1.1\r\n\r\n", false),
+            (Vec::new(), false)
+        );
         // A head the capture cut, or a chunked body, ends the scan.
-        assert!(following(b"GET /a HTTP/1.1\r\nHost: x", true).is_empty());
-        assert!(
+        assert_eq!(
+            following(b"GET /a HTTP/1.1\r\nHost: x", true),
+            (Vec::new(), true)
+        );
+        assert_eq!(
             following(
                 b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
                 false
-            )
-            .is_empty()
+            ),
+            (Vec::new(), false)
         );
+    }
+
+    #[test]
+    fn responses_written_together_are_each_found() {
+        let data = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\nHTTP/1.1 500 Err\r\nContent-Le";
+        let first = response_head_end(data);
+        let (following, cut) = following_responses(data, first, true);
+        let statuses: Vec<u16> = following.iter().map(|p| p.head.0).collect();
+        assert_eq!(statuses, [404, 500]);
+        assert_eq!(following[0].offset, 38 + 2);
+        assert!(
+            cut,
+            "the 500's head was cut: responses after it are not seen"
+        );
+        let whole = &data[..data.len() - 29];
+        assert_eq!(following_responses(whole, first, false).1, false);
     }
 
     #[test]
