@@ -182,13 +182,16 @@ pub fn following_requests(
     })
 }
 
+/// A response head: its status, and where it ends when captured whole.
+pub type ResponseHead = (u16, Option<HeadEnd>);
+
 /// The response heads (status and end) written after the first one of `data`, whose head ends at
 /// `first`; and whether the capture cut the transfer among them.
 pub fn following_responses(
     data: &[u8],
     first: Option<HeadEnd>,
     truncated: bool,
-) -> (Vec<Pipelined<(u16, Option<HeadEnd>)>>, bool) {
+) -> (Vec<Pipelined<ResponseHead>>, bool) {
     following(data, first, truncated, |bytes| {
         let status = parse_status(bytes)?;
         let end = response_head_end(bytes);
