@@ -1,8 +1,8 @@
 //! Root only: the unmonitored-pod gauge grounded in traffic, with pods announced by the in-test API
 //! server. A pod serving HTTP through io_uring (its traffic never reaches a syscall vigil hooks) reads
 //! `traffic_not_captured` while it serves and `monitored` again once the window has passed; a pod serving
-//! a line protocol that is not HTTP reads `unrecognized_protocol`; a node `cluster` pod whose requests
-//! are counted reads `monitored` throughout.
+//! a line protocol that is not HTTP reads `unrecognized_protocol`; a node `cluster` pod and a pm2
+//! cluster-mode pod, whose requests are counted, read `monitored` throughout.
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
@@ -23,9 +23,8 @@ use vigil_integration::{
 const NODE: &str = "node-a";
 const LONG_AGO: &str = "2026-01-01T00:00:00Z";
 
-/// A pod running `program` with `PORT` set, announced to the API server as `name`; returns once it
-/// prints that it listens.
-fn announced(
+/// A pod running `program` with `PORT` set, announced to the API server as `name`.
+fn start_announced(
     server: &FakeApiServer,
     name: &str,
     program: &str,
@@ -33,11 +32,13 @@ fn announced(
     directory: &str,
 ) -> (Pod, u16) {
     let port = free_port();
-    let mut simulated = Pod::start(program, args, |command| {
+    let pm2_home = std::env::temp_dir().join(format!("vigil-pm2-{port}"));
+    let simulated = Pod::start(program, args, |command| {
         command
             .current_dir(workspace().join(directory))
             .env("PORT", port.to_string())
-            .env("WORKERS", "2");
+            .env("WORKERS", "2")
+            .env("PM2_HOME", pm2_home);
     });
     server.apply(pod(
         "shop",
@@ -47,6 +48,18 @@ fn announced(
         &simulated.container_id,
         LONG_AGO,
     ));
+    (simulated, port)
+}
+
+/// [`start_announced`], returning once the pod prints that it listens.
+fn announced(
+    server: &FakeApiServer,
+    name: &str,
+    program: &str,
+    args: &[&str],
+    directory: &str,
+) -> (Pod, u16) {
+    let (mut simulated, port) = start_announced(server, name, program, args, directory);
     let line = simulated.read_line();
     assert!(
         line == format!("listening {port}") || line.starts_with("ready "),
@@ -134,9 +147,25 @@ fn the_gauge_says_unmonitored_for_traffic_vigil_does_not_count() {
         &["cluster.js"],
         "integration/workloads/cluster",
     );
+    // pm2's cluster mode: ready once it listens (its workers' `listen` makes pm2 listen).
+    let (_pm2, pm2_port) = start_announced(
+        &server,
+        "pm2",
+        "node_modules/.bin/pm2-runtime",
+        &["start", "app.js", "-i", "2"],
+        "integration/workloads/cluster",
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || TcpStream::connect((
+            "127.0.0.1",
+            pm2_port
+        ))
+        .is_ok()),
+        "pm2 listens"
+    );
     // Idle, every pod is monitored by its processes' state.
     let all_monitored = || {
-        ["uring", "lines", "cluster"]
+        ["uring", "lines", "cluster", "pm2"]
             .iter()
             .all(|name| status_of(&vigil, name).is_some_and(|(status, _)| status == "monitored"))
     };
@@ -161,10 +190,14 @@ fn the_gauge_says_unmonitored_for_traffic_vigil_does_not_count() {
     let cluster = keep_sending(move || {
         assert_eq!(http_client::get_once(cluster_port, "/users/1"), 200);
     });
+    let pm2 = keep_sending(move || {
+        assert_eq!(http_client::get_once(pm2_port, "/users/1"), 200);
+    });
     let mut cluster_statuses = Vec::new();
     let (mut uring_flagged, mut lines_flagged) = (None, None);
     let flagged = eventually(Duration::from_secs(5), || {
         cluster_statuses.extend(status_of(&vigil, "cluster"));
+        cluster_statuses.extend(status_of(&vigil, "pm2"));
         if status_of(&vigil, "uring") == Some(("traffic_not_captured".into(), String::new())) {
             uring_flagged.get_or_insert(started.elapsed());
         }
@@ -192,9 +225,11 @@ fn the_gauge_says_unmonitored_for_traffic_vigil_does_not_count() {
     assert!(
         vigil.metric("vigil_uncaptured_connections_total{reason=\"unrecognized_protocol\"}") > 0.0
     );
-    // The cluster pod, whose requests are counted, stays monitored while the others are flagged.
+    // The cluster and pm2 pods, whose requests are counted, stay monitored while the others are
+    // flagged.
     std::thread::sleep(2 * heartbeat);
     cluster_statuses.extend(status_of(&vigil, "cluster"));
+    cluster_statuses.extend(status_of(&vigil, "pm2"));
     assert!(
         cluster_statuses
             .iter()
@@ -203,7 +238,7 @@ fn the_gauge_says_unmonitored_for_traffic_vigil_does_not_count() {
     );
 
     // The traffic stops: once the window has passed, the state of their processes speaks again.
-    for (stop, thread) in [uring, lines, cluster] {
+    for (stop, thread) in [uring, lines, cluster, pm2] {
         stop.store(true, Ordering::Relaxed);
         thread.join().unwrap();
     }
