@@ -225,11 +225,7 @@ impl Http1Connection {
                     self.start(Side::Server, head, started_ns, body);
                     for pipelined in following {
                         let end = pipelined.head.end;
-                        let after_head = end.map_or(0, |end| {
-                            record
-                                .length
-                                .saturating_sub((pipelined.offset + end.length) as u64)
-                        });
+                        let after_head = pipelined.bytes_after_head(end, record.length);
                         let body = BodySize::of_request(end, after_head);
                         self.start(Side::Server, pipelined.head, started_ns, body);
                     }
@@ -258,11 +254,7 @@ impl Http1Connection {
                             following_responses(&record.data, end, record.is_truncated());
                         for pipelined in following {
                             let (status, end) = pipelined.head;
-                            let after_head = end.map_or(0, |end| {
-                                record
-                                    .length
-                                    .saturating_sub((pipelined.offset + end.length) as u64)
-                            });
+                            let after_head = pipelined.bytes_after_head(end, record.length);
                             let response = Response {
                                 status,
                                 end,

@@ -133,6 +133,15 @@ pub struct Pipelined<Head> {
     pub offset: usize,
 }
 
+impl<Head> Pipelined<Head> {
+    /// The bytes of its transfer (`transfer_length` long) after its head, which ends at `end`.
+    pub fn bytes_after_head(&self, end: Option<HeadEnd>, transfer_length: u64) -> u64 {
+        end.map_or(0, |end| {
+            transfer_length.saturating_sub((self.offset + end.length) as u64)
+        })
+    }
+}
+
 /// The messages after the first one of `data` (several sent in one transfer), as far as the captured
 /// bytes show them: each head before them must be complete and its body delimited by
 /// `Content-Length` (a chunked body ends the scan). `parse` reads a head at the start of its bytes.
