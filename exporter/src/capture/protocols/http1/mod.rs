@@ -240,33 +240,30 @@ impl Http1Connection {
                         false => Side::Server,
                     };
                     let ends_body = !record.is_truncated() && ends_chunked_body(&record.data);
-                    let response = Response {
-                        status,
-                        end,
-                        after_head,
-                        ends_body,
-                        at_ns: record.boot_time_ns,
+                    // Responses written (or read) together: each answers the next request. Only a
+                    // head that starts this transfer can have others after it here.
+                    let (following, cut) = match earlier {
+                        0 => following_responses(&record.data, end, record.is_truncated()),
+                        _ => (Vec::new(), false),
                     };
-                    self.finish(side, response, out);
-                    // Responses written (or read) together: each answers the next request.
-                    if earlier == 0 {
-                        let (following, cut) =
-                            following_responses(&record.data, end, record.is_truncated());
-                        for pipelined in following {
-                            let (status, end) = pipelined.head;
-                            let after_head = pipelined.bytes_after_head(end, record.length);
-                            let response = Response {
-                                status,
-                                end,
-                                after_head,
-                                ends_body,
-                                at_ns: record.boot_time_ns,
-                            };
-                            self.finish(side, response, out);
-                        }
-                        if cut {
-                            self.truncated(side);
-                        }
+                    let heads = following.into_iter().map(|pipelined| {
+                        let (status, end) = pipelined.head;
+                        (status, end, pipelined.bytes_after_head(end, record.length))
+                    });
+                    for (status, end, after_head) in
+                        std::iter::once((status, end, after_head)).chain(heads)
+                    {
+                        let response = Response {
+                            status,
+                            end,
+                            after_head,
+                            ends_body,
+                            at_ns: record.boot_time_ns,
+                        };
+                        self.finish(side, response, out);
+                    }
+                    if cut {
+                        self.truncated(side);
                     }
                 }
             }
