@@ -111,7 +111,7 @@ impl Capture {
                 if let Some(connection) = self.connections.remove(&key) {
                     let (parser, unrecognized) = connection.close();
                     if let Some(mut parser) = parser {
-                        parser.close(&mut finished);
+                        parser.close(record.boot_time_ns, &mut finished);
                     }
                     if let Some(hint) = unrecognized {
                         self.traffic.unrecognized(record.tgid, hint);

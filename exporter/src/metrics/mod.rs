@@ -13,7 +13,7 @@ mod registry;
 pub mod routes;
 mod series;
 
-pub use exchange::{Exchange, Measure, Side};
+pub use exchange::{Call, Exchange, Measure, Side, UNKNOWN_METHOD, UNKNOWN_ROUTE};
 pub use labels::ServiceLabels;
 pub use red::RedFamilies;
 pub use registry::{counter_vec, encode, gauge_vec, new_registry, register};

@@ -1,5 +1,6 @@
 //! The RED series store: records each exchange into the histograms of its label set (the server route
-//! derived from the target and bounded per service, see [`super::routes`]), and removes a series not
+//! derived from the target, and the gRPC method, bounded per service, see [`super::routes`]), and
+//! removes a series not
 //! updated for `metrics.ttl`, or whose last updating process has been gone for [`PROCESS_GONE_GRACE`]
 //! (another replica updating it keeps it).
 
@@ -12,8 +13,8 @@ use foldhash::HashMap;
 use prometheus::Histogram;
 
 use super::{
-    Exchange, Measure, ServiceLabels, Side,
-    red::{DURATION, REQUEST_BODY, RESPONSE_BODY, RedFamilies},
+    Call, Exchange, Measure, ServiceLabels, Side, UNKNOWN_ROUTE,
+    red::{DURATION, REQUEST_BODY, RESPONSE_BODY, RedFamilies, SeriesKind},
     routes::{self, OVERFLOW_ROUTE, RouteLimiter},
 };
 use crate::config::MetricsConfig;
@@ -21,11 +22,11 @@ use crate::config::MetricsConfig;
 /// How long a series outlives the last process that updated it, unless another one does.
 pub const PROCESS_GONE_GRACE: Duration = Duration::from_secs(30);
 
-/// One label set of a side, kept to remove its series later (from every family of the side): its
+/// One label set of a kind, kept to remove its series later (from every family of the kind): its
 /// label values, and the process that last updated it.
 #[derive(Debug)]
 struct Series {
-    side: Side,
+    kind: SeriesKind,
     labels: Vec<String>,
     last_update: Instant,
     last_tgid: u32,
@@ -37,26 +38,20 @@ struct Series {
 }
 
 impl Series {
-    /// Its `http_route` (server series; the overflow route holds no place under the cap).
+    /// Its value under the per-service cap: the `http_route` of a server series, the `rpc_method` of a
+    /// gRPC series (the overflow value holds no place under the cap).
     fn route(&self) -> Option<&str> {
-        (self.side == Side::Server)
-            .then(|| self.labels[ROUTE].as_str())
+        self.kind
+            .capped_label()
+            .map(|index| self.labels[index].as_str())
             .filter(|route| *route != OVERFLOW_ROUTE)
     }
 
     /// Its `service_name`.
     fn service_name(&self) -> &str {
-        let first_identity = match self.side {
-            Side::Server => ROUTE + 1,
-            Side::Client => ROUTE,
-        };
-        &self.labels[first_identity]
+        &self.labels[self.kind.first_identity_label()]
     }
 }
-
-/// Where the route is in a server series' label values (method, status, route, then identity labels);
-/// a client series has its identity labels from there.
-const ROUTE: usize = 2;
 
 /// Every RED series vigil exports, with when and by which process each was last updated.
 pub struct RedSeries {
@@ -102,7 +97,7 @@ impl RedSeries {
                     routes.release(series.service_name(), route);
                 }
                 let values: Vec<&str> = series.labels.iter().map(String::as_str).collect();
-                for family in families.families(series.side).all() {
+                for family in families.families(series.kind) {
                     // A family this label set never updated (no body size observed) has nothing.
                     let _ = family.remove_label_values(&values);
                 }
@@ -113,37 +108,63 @@ impl RedSeries {
 
     /// Records `exchange` of process `tgid`, whose identity labels are `labels`.
     pub fn record(&mut self, labels: &ServiceLabels, tgid: u32, exchange: Exchange) {
-        let status = exchange.status.to_string();
         let service_name = labels.service_name();
-        let route;
-        let values: Vec<&str> = match exchange.side {
-            Side::Server => {
-                let admitted;
-                let (derived, from_pattern) = routes::route(&self.route_patterns, &exchange.target);
-                (route, admitted) = self.routes.admit(service_name, &derived, from_pattern);
-                // Counted once per request, not again for its late response body.
-                if !admitted && matches!(exchange.measure, Measure::Request { .. }) {
-                    self.families
-                        .route_overflow
-                        .with_label_values(&[service_name])
-                        .inc();
-                }
-                [exchange.method, &status, route.as_str()]
+        let is_request = matches!(exchange.measure, Measure::Request { .. });
+        let (kind, status, capped);
+        let values: Vec<&str> = match (&exchange.call, exchange.side) {
+            (
+                Call::Http {
+                    method,
+                    target,
+                    status: code,
+                },
+                Side::Server,
+            ) => {
+                kind = SeriesKind::HttpServer;
+                status = code.to_string();
+                let (derived, from_pattern) = match target.is_empty() {
+                    true => (UNKNOWN_ROUTE.to_owned(), true),
+                    false => routes::route(&self.route_patterns, target),
+                };
+                capped = self.admit(service_name, &derived, from_pattern, is_request);
+                [*method, &status, capped.as_str()]
                     .into_iter()
                     .chain(labels.values())
                     .collect()
             }
-            Side::Client => [exchange.method, &status]
-                .into_iter()
-                .chain(labels.values())
-                .collect(),
+            (
+                Call::Http {
+                    method,
+                    status: code,
+                    ..
+                },
+                Side::Client,
+            ) => {
+                kind = SeriesKind::HttpClient;
+                status = code.to_string();
+                [*method, &status]
+                    .into_iter()
+                    .chain(labels.values())
+                    .collect()
+            }
+            (Call::Rpc { method, status }, side) => {
+                kind = match side {
+                    Side::Server => SeriesKind::RpcServer,
+                    Side::Client => SeriesKind::RpcClient,
+                };
+                capped = self.admit(service_name, method, true, is_request);
+                ["grpc", capped.as_str(), *status]
+                    .into_iter()
+                    .chain(labels.values())
+                    .collect()
+            }
         };
-        let key = foldhash::quality::FixedState::default().hash_one((exchange.side, &values));
+        let key = foldhash::quality::FixedState::default().hash_one((kind, &values));
         let now = Instant::now();
         let routes = &mut self.routes;
         let series = self.series.entry(key).or_insert_with(|| {
             let series = Series {
-                side: exchange.side,
+                kind,
                 labels: values.iter().map(|value| value.to_string()).collect(),
                 last_update: now,
                 last_tgid: tgid,
@@ -158,7 +179,7 @@ impl RedSeries {
         series.last_update = now;
         series.last_tgid = tgid;
         series.gone_since = None;
-        let families = self.families.families(exchange.side).all();
+        let families = self.families.families(kind);
         let mut observe = |family: usize, value: f64| {
             series.histograms[family]
                 .get_or_insert_with(|| families[family].with_label_values(&values))
@@ -180,6 +201,25 @@ impl RedSeries {
             }
             Measure::ResponseBody(bytes) => observe(RESPONSE_BODY, bytes as f64),
         }
+    }
+
+    /// `route` (an HTTP server route or a gRPC method) of `service`, or the overflow value when the
+    /// service has reached the cap (counted once per request, not again for its late response body).
+    fn admit(
+        &mut self,
+        service_name: &str,
+        route: &str,
+        from_pattern: bool,
+        is_request: bool,
+    ) -> String {
+        let (route, admitted) = self.routes.admit(service_name, route, from_pattern);
+        if !admitted && is_request {
+            self.families
+                .route_overflow
+                .with_label_values(&[service_name])
+                .inc();
+        }
+        route
     }
 }
 
@@ -207,9 +247,11 @@ mod tests {
     fn request(target: String) -> Exchange {
         Exchange {
             side: Side::Server,
-            method: "GET",
-            target,
-            status: 200,
+            call: Call::Http {
+                method: "GET",
+                target,
+                status: 200,
+            },
             measure: Measure::Request {
                 seconds: 0.01,
                 request_body: Some(0),

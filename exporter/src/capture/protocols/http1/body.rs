@@ -8,7 +8,7 @@ use super::{
 };
 use crate::{
     kernel::IoRecord,
-    metrics::{Exchange, Measure, Side},
+    metrics::{Call, Exchange, Measure, Side},
 };
 
 /// What is known of a request body's size.
@@ -80,9 +80,11 @@ impl Http1Connection {
         };
         out.push(Exchange {
             side: open.side,
-            method: open.method,
-            target: open.target,
-            status: open.status,
+            call: Call::Http {
+                method: open.method,
+                target: open.target,
+                status: open.status,
+            },
             measure: Measure::ResponseBody(open.bytes),
         });
     }

@@ -38,7 +38,7 @@ use vigil_common::IoEventKind;
 use super::ConnectionParser;
 use crate::{
     kernel::IoRecord,
-    metrics::{Exchange, Measure, Side, counter_vec},
+    metrics::{Call, Exchange, Measure, Side, counter_vec},
 };
 use body::{BodySize, OpenBody};
 use parse::{
@@ -396,9 +396,11 @@ impl Http1Connection {
         }
         out.push(Exchange {
             side,
-            method: request.method,
-            target: request.target,
-            status,
+            call: Call::Http {
+                method: request.method,
+                target: request.target,
+                status,
+            },
             measure: Measure::Request {
                 seconds: response.at_ns.saturating_sub(request.started_ns) as f64 / 1e9,
                 request_body,
@@ -413,12 +415,12 @@ impl ConnectionParser for Http1Connection {
         match record.kind {
             IoEventKind::Receive => self.follow(record, true, out),
             IoEventKind::Send => self.follow(record, false, out),
-            IoEventKind::Close => self.close(out),
+            IoEventKind::Close => self.close(record.boot_time_ns, out),
         }
     }
 
     /// The bodies it was counting end.
-    fn close(&mut self, out: &mut Vec<Exchange>) {
+    fn close(&mut self, _at_ns: u64, out: &mut Vec<Exchange>) {
         self.end_body(true, out);
         self.end_body(false, out);
     }

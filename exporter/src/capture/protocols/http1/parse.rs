@@ -3,10 +3,8 @@
 //! body after it is delimited. Only the start of each read or write is seen (`IO_DATA_MAX` bytes): the
 //! lines are enough to count and time requests, the rest of the head gives the body sizes.
 
-/// The request methods exported by name; any other is `_OTHER` (OpenTelemetry semantic conventions).
-const KNOWN_METHODS: [&str; 9] = [
-    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
-];
+use super::super::known_method;
+use crate::metrics::UNKNOWN_METHOD;
 
 /// The start of a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,7 +34,7 @@ pub fn parse_request(data: &[u8], truncated: bool) -> Option<RequestHead> {
             _ => None,
         };
         return Some(RequestHead {
-            method: known_method(method),
+            method: known_method(method.as_bytes()),
             target: target.to_owned(),
             end,
         });
@@ -47,8 +45,8 @@ pub fn parse_request(data: &[u8], truncated: bool) -> Option<RequestHead> {
     let line = data.split(|&byte| byte == b'\r').next()?;
     let text = std::str::from_utf8(line).ok()?;
     let (method, target) = text.split_once(' ')?;
-    let method = KNOWN_METHODS.iter().find(|known| **known == method)?;
-    target.starts_with('/').then(|| RequestHead {
+    let method = known_method(method.as_bytes());
+    (method != UNKNOWN_METHOD && target.starts_with('/')).then(|| RequestHead {
         method,
         target: target.split(' ').next().unwrap_or(target).to_owned(),
         end: None,
@@ -232,14 +230,6 @@ pub fn is_incomplete_head(data: &[u8]) -> bool {
 
 /// The longest head piece kept while waiting for the rest of its line.
 pub const MAX_HEAD_PIECE: usize = 512;
-
-fn known_method(method: &str) -> &'static str {
-    KNOWN_METHODS
-        .iter()
-        .find(|known| **known == method)
-        .copied()
-        .unwrap_or("_OTHER")
-}
 
 #[cfg(test)]
 mod tests {
