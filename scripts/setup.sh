@@ -35,6 +35,10 @@ declare -A test_packages=(
   # hey: a load generator that reports its status-code distribution (serving-process tests).
   [hey]=/usr/bin/hey
   [procps]=/usr/bin/pgrep
+  # grpcio for Debian's python3: the Python gRPC server and client workloads.
+  [python3-grpcio]=/usr/lib/python3/dist-packages/grpc/__init__.py
+  # openssl: the TLS tests make a throwaway self-signed certificate with it.
+  [openssl]=/usr/bin/openssl
   # Node 20 and npm ship with this machine image; on a machine without them Debian's nodejs/npm stand in.
   [nodejs]=/usr/bin/node
   [npm]=/usr/bin/npm
@@ -71,6 +75,11 @@ if [ "$want_test_tools" = 1 ]; then
   if [ ! -x "$cluster_workload/node_modules/.bin/pm2-runtime" ]; then
     log "installing the cluster workload's npm packages (pm2)"
     (cd "$cluster_workload" && npm ci --no-audit --no-fund --silent)
+  fi
+  grpc_workload="$(dirname "$0")/../integration/workloads/grpc"
+  if [ ! -e "$grpc_workload/node_modules/@grpc/grpc-js/package.json" ]; then
+    log "installing the gRPC workload's npm packages (@grpc/grpc-js)"
+    (cd "$grpc_workload" && npm ci --no-audit --no-fund --silent)
   fi
 fi
 
