@@ -21,15 +21,47 @@ pub mod programs {
     pub const CLOSE: &str = "vigil_close";
 }
 
-/// Most bytes of one transfer copied to user space: the whole head of a typical request or response
-/// (request line or status line, and the headers that give the body's length), from which user space
-/// also learns where the body starts. Copying is cheap next to a program run (measured: ~50 ns for
-/// 128 bytes against ~600 ns per run); what costs is ring space, hence records in size classes.
+/// Most bytes of one transfer copied to user space, for a connection not known to be HTTP/2: the whole
+/// head of a typical request or response (request line or status line, and the headers that give the
+/// body's length), from which user space also learns where the body starts. Copying is cheap next to a
+/// program run (measured: ~50 ns for 128 bytes against ~600 ns per run); what costs is ring space,
+/// hence records in size classes.
 pub const IO_DATA_MAX: usize = 1024;
+/// Most bytes of one transfer copied for an HTTP/2 connection (one in [`HTTP2_CONNECTIONS_MAP`]): its
+/// frames are packed back to back (a hundred streams' HEADERS in one read), and user space must see
+/// every frame head to keep its place; past this a direction's frames are lost until they can be found
+/// again.
+///
+/// [`HTTP2_CONNECTIONS_MAP`]: crate::HTTP2_CONNECTIONS_MAP
+pub const IO_DATA_MAX_HTTP2: usize = 16 * 1024;
+/// Most bytes of one vectored transfer (`writev`, `sendmsg`, … filling several buffers) copied for an
+/// HTTP/2 connection, from all its buffers in order: such a record is put together in a per-CPU map
+/// value, which is at most 32 KiB (twice this, for the verifier's bounds, and a header).
+pub const IO_DATA_MAX_HTTP2_VECTOR: usize = 8 * 1024;
 /// The data capacities of the record sizes, smallest first: a transfer goes in the smallest record
-/// its bytes fit in (up to `IO_DATA_MAX`), so that a record is never more than twice its data (or 128
-/// bytes of data) long.
-pub const IO_DATA_CLASSES: [usize; 4] = [128, 256, 512, IO_DATA_MAX];
+/// its bytes fit in (up to its connection's maximum), so that a record is never more than twice its
+/// data (or 128 bytes of data) long.
+pub const IO_DATA_CLASSES: [usize; 8] = [
+    128,
+    256,
+    512,
+    IO_DATA_MAX,
+    2048,
+    4096,
+    8192,
+    IO_DATA_MAX_HTTP2,
+];
+
+/// The first eight bytes of the HTTP/2 client preface (`PRI * HTTP/2.0…`), as a little-endian `u64`:
+/// a transfer starting with them makes its connection an HTTP/2 one.
+pub const HTTP2_PREFACE_START: u64 = u64::from_le_bytes(*b"PRI * HT");
+
+/// The key of a connection in [`HTTP2_CONNECTIONS_MAP`].
+///
+/// [`HTTP2_CONNECTIONS_MAP`]: crate::HTTP2_CONNECTIONS_MAP
+pub const fn connection_key(tgid: u32, fd: u32) -> u64 {
+    ((tgid as u64) << 32) | fd as u64
+}
 
 /// What an [`IoEvent`] reports.
 #[repr(u32)]
@@ -115,8 +147,8 @@ mod tests {
     fn records_have_no_implicit_padding() {
         assert_eq!(core::mem::size_of::<IoEventHeader>(), 4 * 4 + 2 * 8);
         assert_eq!(
-            core::mem::size_of::<IoEvent<IO_DATA_MAX>>(),
-            core::mem::size_of::<IoEventHeader>() + IO_DATA_MAX
+            core::mem::size_of::<IoEvent<IO_DATA_MAX_HTTP2>>(),
+            core::mem::size_of::<IoEventHeader>() + IO_DATA_MAX_HTTP2
         );
         assert_eq!(
             core::mem::size_of::<IoEvent<{ IO_DATA_CLASSES[0] }>>(),
@@ -127,7 +159,12 @@ mod tests {
                 .windows(2)
                 .all(|pair| pair[1] == 2 * pair[0])
         );
-        assert_eq!(IO_DATA_CLASSES[IO_DATA_CLASSES.len() - 1], IO_DATA_MAX);
+        assert!(IO_DATA_CLASSES.contains(&IO_DATA_MAX));
+        assert_eq!(
+            IO_DATA_CLASSES[IO_DATA_CLASSES.len() - 1],
+            IO_DATA_MAX_HTTP2
+        );
+        assert_eq!(&HTTP2_PREFACE_START.to_le_bytes(), b"PRI * HT");
         assert_eq!(core::mem::size_of::<SyscallLayout>(), 3 * 4);
     }
 

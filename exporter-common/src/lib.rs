@@ -55,6 +55,10 @@ pub fn tracked_tgids_in_word(index: u32, word: u64) -> impl Iterator<Item = u32>
 pub const CAPTURE_ON_LISTEN_GLOBAL: &str = "CAPTURE_ON_LISTEN";
 /// Ring buffer that carries [`IoEvent`] records to user space.
 pub const IO_EVENTS_MAP: &str = "IO_EVENTS";
+/// LRU hash map of [`io::connection_key`] → `u8`: the connections of captured processes that carry
+/// HTTP/2 (the kernel adds one whose transfer starts with the client preface and removes it at its
+/// close), whose transfers are copied up to [`io::IO_DATA_MAX_HTTP2`] bytes.
+pub const HTTP2_CONNECTIONS_MAP: &str = "HTTP2_CONNECTIONS";
 /// Global (`.rodata`) holding the [`SyscallLayout`] of the architecture.
 pub const SYSCALL_LAYOUT_GLOBAL: &str = "SYSCALL_LAYOUT";
 /// Global (`.rodata`) holding the [`ProcessTracepointLayout`] read from tracefs at start.

@@ -2,8 +2,9 @@
 //! recognise and pair HTTP/1.x requests and responses.
 //!
 //! Hooks (syscall exit tracepoints; this kernel refuses kprobes and fentry), each submitting, when the
-//! call moved bytes, an `IoEvent` with the first bytes moved (up to `IO_DATA_MAX`, in the smallest
-//! record of `IO_DATA_CLASSES` they fit in):
+//! call moved bytes, an `IoEvent` with the first bytes moved (up to `IO_DATA_MAX`, or
+//! `IO_DATA_MAX_HTTP2` for an HTTP/2 connection, in the smallest record of `IO_DATA_CLASSES` they fit
+//! in):
 //! - `syscalls/sys_exit_{read,recvfrom}` → [`vigil_receive_exit`], `sys_exit_readv` →
 //!   [`vigil_receivev_exit`] (first iovec), `sys_exit_recvmsg` → [`vigil_receivemsg_exit`] (first
 //!   iovec of the message);
@@ -11,7 +12,17 @@
 //!   `sys_exit_sendmsg` → [`vigil_sendmsg_exit`], `sys_exit_sendfile64` → [`vigil_sendfile_exit`] (the
 //!   length only: the bytes come from a file, they are body bytes);
 //! - `syscalls/sys_enter_close` → [`vigil_close`]: an instrumented process closed an fd, so user space
-//!   forgets the connection (and ends a body delimited by the close) before the fd number is reused.
+//!   forgets the connection (and ends a body delimited by the close) before the fd number is reused;
+//!   the fd leaves `HTTP2_CONNECTIONS`.
+//!
+//! **HTTP/2 connections** (`HTTP2_CONNECTIONS`, an LRU hash of (tgid, fd)): a transfer whose first
+//! bytes are the client preface adds its connection; a transfer of more than `IO_DATA_MAX` bytes on a
+//! connection there is copied up to `IO_DATA_MAX_HTTP2` bytes (frames are packed back to back, and
+//! user space must see every frame head), and a vectored one that fills more than its first buffer is
+//! copied from all its buffers, one after the other (up to `IO_DATA_MAX_HTTP2_VECTOR` bytes, assembled
+//! in a per-CPU record): HTTP/2 stacks write each frame head and payload from its own buffer. The lookup happens only for such long or spread
+//! transfers; the preface test is a load from the record already copied (or, for those, an 8-byte read
+//! of the buffer).
 //!
 //! The fd, the buffer and the return value are loaded from the task's saved user registers
 //! (`bpf_task_pt_regs`), so there is no enter hook, no map of calls in flight and no helper call to
@@ -32,15 +43,19 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns, bpf_probe_read_user,
         generated::{
-            bpf_get_current_task_btf, bpf_probe_read_user as probe_read_user_raw, bpf_task_pt_regs,
+            bpf_get_current_task_btf, bpf_loop, bpf_probe_read_user as probe_read_user_raw,
+            bpf_task_pt_regs,
         },
     },
     macros::{map, tracepoint},
-    maps::RingBuf,
+    maps::{LruHashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
 };
 use vigil_common::{
-    IoEvent, IoEventHeader, IoEventKind, LostSource, SyscallLayout, io::IO_DATA_CLASSES,
+    IoEvent, IoEventHeader, IoEventKind, LostSource, SyscallLayout,
+    io::{
+        HTTP2_PREFACE_START, IO_DATA_CLASSES, IO_DATA_MAX, IO_DATA_MAX_HTTP2_VECTOR, connection_key,
+    },
     process::FIELD_ABSENT,
 };
 
@@ -53,6 +68,10 @@ static SYSCALL_LAYOUT: SyscallLayout = SyscallLayout::UNKNOWN;
 /// I/O records for user space; its size is set by user space at load time.
 #[map]
 static IO_EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
+
+/// The HTTP/2 connections of captured processes, by `connection_key` (the value is unused).
+#[map]
+static HTTP2_CONNECTIONS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(16 * 1024, 0);
 
 fn layout() -> SyscallLayout {
     // SAFETY: a read of our own `.rodata` global; volatile so the compiler does not fold the default.
@@ -132,7 +151,10 @@ pub fn vigil_close(_ctx: TracePointContext) -> u32 {
     let Some(registers) = saved_registers(&layout()) else {
         return 0;
     };
-    submit(IoEventKind::Close, tgid, registers.fd as u32, 0, 0, 0);
+    let fd = registers.fd as u32;
+    // Absent for most connections: the error is the common case, not a failure.
+    let _ = HTTP2_CONNECTIONS.remove(&connection_key(tgid, fd));
+    submit(IoEventKind::Close, tgid, fd, 0, 0, 0);
     0
 }
 
@@ -190,19 +212,179 @@ fn finish(kind: IoEventKind, data: Data) {
         return;
     }
     let moved_bytes = ret as u64;
+    // For a vector: the array of `struct iovec`.
+    let mut vector = None;
     let source = match data {
         Data::Buffer => Some((buffer, moved_bytes)),
-        Data::Iovec => first_iovec(buffer, moved_bytes),
+        Data::Iovec => {
+            vector = Some(buffer);
+            first_iovec(buffer, moved_bytes)
+        }
         Data::Message => {
             // SAFETY: a read of user memory through the fault-tolerant helper.
             let iovec = unsafe { bpf_probe_read_user((buffer + MSGHDR_IOV_OFFSET) as *const u64) };
-            iovec.ok().and_then(|iovec| first_iovec(iovec, moved_bytes))
+            vector = iovec.ok();
+            vector.and_then(|iovec| first_iovec(iovec, moved_bytes))
         }
         Data::Nothing => Some((0, 0)),
     };
     // A vector vigil could not read: the length still counts (body sizes), without data.
-    let (source, available) = source.unwrap_or((0, 0));
-    submit(kind, tgid, fd as u32, moved_bytes, source, available);
+    let (source, mut available) = source.unwrap_or((0, 0));
+    let fd = fd as u32;
+    let long = available > IO_DATA_MAX as u64;
+    let spread = vector.is_some() && available < moved_bytes;
+    let http2 = (long || spread) && is_http2(tgid, fd, source);
+    if let (Some(vector), true, true) = (vector, spread, http2) {
+        submit_vector(kind, tgid, fd, vector, moved_bytes);
+        return;
+    }
+    if long && !http2 {
+        available = IO_DATA_MAX as u64;
+    }
+    submit(kind, tgid, fd, moved_bytes, source, available);
+}
+
+/// Buffers of one vectored transfer of an HTTP/2 connection copied, at most (the kernel's `IOV_MAX`).
+const MAX_VECTOR_BUFFERS: u32 = 1024;
+
+/// A record of a vectored HTTP/2 transfer being put together: its header and the bytes of its buffers
+/// one after the other, up to `IO_DATA_MAX_HTTP2_VECTOR`, with as much again of slack so that every
+/// copy's bound is provable to the verifier (an offset below the capacity, a length at most the
+/// capacity). Submitted with its real size.
+#[repr(C)]
+struct VectorRecord {
+    /// Kept in the map value, not on the stack: the verifier does not track map memory, so the
+    /// `bpf_loop` callback's states converge at once (on the stack it simulates every iteration).
+    copy: VectorCopy,
+    header: IoEventHeader,
+    data: [u8; 2 * IO_DATA_MAX_HTTP2_VECTOR],
+}
+
+/// One [`VectorRecord`] per CPU (a per-CPU value is at most 32 KiB, hence the smaller capacity).
+#[map]
+static VECTOR_RECORD: PerCpuArray<VectorRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Where copying a vector's buffers into this CPU's [`VectorRecord`] stands, between two
+/// [`copy_next_buffer`] calls.
+#[repr(C)]
+struct VectorCopy {
+    /// The array of `struct iovec`.
+    vector: u64,
+    /// Bytes of the transfer in the buffers not copied yet.
+    remaining: u64,
+    /// Bytes copied so far.
+    captured: u64,
+}
+
+/// Submits a vectored transfer of an HTTP/2 connection with the bytes of all its buffers (up to
+/// `IO_DATA_MAX_HTTP2_VECTOR`), not only the first: HTTP/2 stacks write each frame head and payload from
+/// its own buffer (node's `writev` of 300 buffers for 100 responses), and user space must see every
+/// head. The buffers are copied by `bpf_loop` (the verifier checks [`copy_next_buffer`] once, where an
+/// unrolled loop of a thousand buffers takes it minutes).
+#[inline(always)]
+fn submit_vector(kind: IoEventKind, tgid: u32, fd: u32, vector: u64, moved: u64) {
+    let Some(record) = VECTOR_RECORD.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: `record` is this CPU's value, valid for the program's run; `copy_next_buffer` uses no
+    // context but it.
+    let mut captured = unsafe {
+        (*record).copy = VectorCopy {
+            vector,
+            remaining: moved,
+            captured: 0,
+        };
+        bpf_loop(
+            MAX_VECTOR_BUFFERS,
+            copy_next_buffer as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        );
+        (*record).copy.captured
+    };
+    if captured > IO_DATA_MAX_HTTP2_VECTOR as u64 {
+        captured = IO_DATA_MAX_HTTP2_VECTOR as u64;
+    }
+    // SAFETY: `record` is this CPU's value, valid for the program's run; `size` is within it.
+    unsafe {
+        (*record).header = IoEventHeader {
+            kind: kind as u32,
+            tgid,
+            fd,
+            captured: captured as u32,
+            boot_time_ns: bpf_ktime_get_boot_ns(),
+            length: moved,
+        };
+        let size = size_of::<IoEventHeader>() + captured as usize;
+        let bytes = core::slice::from_raw_parts(&raw const (*record).header as *const u8, size);
+        if IO_EVENTS
+            .output::<[u8]>(bytes, BPF_RB_NO_WAKEUP as u64)
+            .is_err()
+        {
+            count_lost(LostSource::IoEvents);
+        }
+    }
+}
+
+/// `bpf_loop` callback: copies buffer `index` of the vector after those copied; 1 (stop) once the
+/// transfer's bytes or the record's capacity are used up, or a buffer cannot be read.
+extern "C" fn copy_next_buffer(index: u64, _context: *mut c_void) -> i64 {
+    const CAPACITY: u64 = IO_DATA_MAX_HTTP2_VECTOR as u64;
+    let Some(record) = VECTOR_RECORD.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: this CPU's value, valid for the program's run.
+    let copy = unsafe { &mut (*record).copy };
+    // SAFETY: a read of user memory through the fault-tolerant helper.
+    let entry = unsafe { bpf_probe_read_user((copy.vector + 16 * index) as *const [u64; 2]) };
+    let Ok([base, len]) = entry else {
+        return 1;
+    };
+    let taken = len.min(copy.remaining);
+    let offset = copy.captured & (CAPACITY - 1);
+    let mut copied = taken.min(CAPACITY - offset);
+    if copied > CAPACITY {
+        copied = CAPACITY;
+    }
+    // SAFETY: `offset < CAPACITY` and `copied <= CAPACITY`, inside the record's data of twice the
+    // capacity; a read of user memory through the fault-tolerant helper.
+    let status = unsafe {
+        probe_read_user_raw(
+            (*record).data.as_mut_ptr().add(offset as usize) as *mut c_void,
+            copied as u32,
+            base as *const c_void,
+        )
+    };
+    if status < 0 {
+        return 1;
+    }
+    copy.captured = offset + copied;
+    copy.remaining -= taken;
+    i64::from(copy.remaining == 0 || copy.captured >= CAPACITY)
+}
+
+/// Whether the connection of a long or vectored transfer is HTTP/2: known to be, or starting with the
+/// preface now (then it becomes known).
+#[inline(always)]
+fn is_http2(tgid: u32, fd: u32, source: u64) -> bool {
+    let key = connection_key(tgid, fd);
+    // SAFETY: a lookup whose value is not read.
+    if unsafe { HTTP2_CONNECTIONS.get(&key) }.is_some() {
+        return true;
+    }
+    // SAFETY: a read of user memory through the fault-tolerant helper.
+    let first = unsafe { bpf_probe_read_user(source as *const u64) };
+    if first != Ok(HTTP2_PREFACE_START) {
+        return false;
+    }
+    mark_http2(key);
+    true
+}
+
+fn mark_http2(key: u64) {
+    if HTTP2_CONNECTIONS.insert(&key, &0, 0).is_err() {
+        count_lost(LostSource::IoEvents);
+    }
 }
 
 /// Submits a record of the smallest size class `available` bytes fit in (the largest, cut, if none).
@@ -224,8 +406,16 @@ fn submit(kind: IoEventKind, tgid: u32, fd: u32, length: u64, source: u64, avail
         submit_sized::<{ IO_DATA_CLASSES[1] }>(header, source, available);
     } else if available <= IO_DATA_CLASSES[2] as u64 {
         submit_sized::<{ IO_DATA_CLASSES[2] }>(header, source, available);
-    } else {
+    } else if available <= IO_DATA_CLASSES[3] as u64 {
         submit_sized::<{ IO_DATA_CLASSES[3] }>(header, source, available);
+    } else if available <= IO_DATA_CLASSES[4] as u64 {
+        submit_sized::<{ IO_DATA_CLASSES[4] }>(header, source, available);
+    } else if available <= IO_DATA_CLASSES[5] as u64 {
+        submit_sized::<{ IO_DATA_CLASSES[5] }>(header, source, available);
+    } else if available <= IO_DATA_CLASSES[6] as u64 {
+        submit_sized::<{ IO_DATA_CLASSES[6] }>(header, source, available);
+    } else {
+        submit_sized::<{ IO_DATA_CLASSES[7] }>(header, source, available);
     }
 }
 
@@ -252,6 +442,14 @@ fn submit_sized<const CAPACITY: usize>(mut header: IoEventHeader, source: u64, a
             )
         };
         header.captured = if copied < 0 { 0 } else { captured };
+        // A short transfer that starts with the HTTP/2 preface: its connection's later long transfers
+        // are copied whole (a long one was tested before the copy).
+        if header.captured >= 8
+            && (header.length as usize) <= IO_DATA_MAX
+            && core::ptr::read((*event).data.as_ptr() as *const u64) == HTTP2_PREFACE_START
+        {
+            mark_http2(connection_key(header.tgid, header.fd));
+        }
         (*event).header = header;
     }
     entry.submit(BPF_RB_NO_WAKEUP as u64);

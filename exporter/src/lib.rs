@@ -80,6 +80,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         mut io_events,
         filter: tracked,
         served_ports,
+        mut http2_connections,
     } = KernelProbes::load(
         &config.ebpf,
         &config.paths.tracefs,
@@ -159,6 +160,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 // I/O first: it comes only from captured processes, which are still in the table
                 // until this batch's exits are applied.
                 capture.handle(&io, &*discovery);
+                for (tgid, fd) in capture.take_whole_transfer_connections() {
+                    http2_connections.add(tgid, fd);
+                }
                 discovery.handle(&events, Instant::now());
                 discovery.advance(Instant::now());
                 capture.settle(&*discovery);

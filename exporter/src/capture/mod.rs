@@ -81,6 +81,9 @@ pub struct Capture {
     labels: LabelCache,
     series: RedSeries,
     traffic: TrafficTally,
+    /// Connections recognised since the last call to [`Capture::take_whole_transfer_connections`]
+    /// whose protocol needs whole transfers copied.
+    whole_transfers: Vec<(u32, u32)>,
     /// What the record being handled finished (kept for its allocation).
     finished: Vec<Exchange>,
 }
@@ -98,6 +101,7 @@ impl Capture {
             labels: LabelCache::new(pods),
             series,
             traffic: TrafficTally::default(),
+            whole_transfers: Vec::new(),
             finished: Vec::new(),
         }
     }
@@ -124,9 +128,16 @@ impl Capture {
                 });
                 // Until a protocol claims it, each transfer may be the first head (a connection
                 // adopted mid-body).
-                let Some(parser) = connection.parser(|| self.protocols.recognise(record)) else {
+                let mut recognised = false;
+                let Some(parser) = connection.parser(|| {
+                    recognised = true;
+                    self.protocols.recognise(record)
+                }) else {
                     continue;
                 };
+                if recognised && parser.needs_whole_transfers() {
+                    self.whole_transfers.push(key);
+                }
                 parser.transfer(record, &mut finished);
             }
             for exchange in finished.drain(..) {
@@ -157,6 +168,13 @@ impl Capture {
         }
         self.connections
             .retain(|(tgid, _), _| processes.publication(*tgid).is_captured());
+    }
+
+    /// The connections (tgid, fd) recognised since the last call whose protocol needs whole transfers
+    /// copied (HTTP/2): the kernel copies those of a connection it saw start itself, not of one
+    /// adopted mid-way.
+    pub fn take_whole_transfer_connections(&mut self) -> Vec<(u32, u32)> {
+        std::mem::take(&mut self.whole_transfers)
     }
 
     /// What capture saw of each process's server traffic since the last call, by tgid.

@@ -7,7 +7,8 @@
 //! `sched/sched_process_exit`, `syscalls/sys_exit_listen` (see `exporter-ebpf/src/process.rs`), and the
 //! `syscalls/sys_exit_*` read/write family and `sys_enter_close` (see `exporter-ebpf/src/io.rs`), and
 //! `sock/inet_sock_set_state` (see `exporter-ebpf/src/sock.rs`), whose accepted-connection counts
-//! coverage reads ([`ServedPorts`]).
+//! coverage reads ([`ServedPorts`]). Capture adds the HTTP/2 connections it recognised mid-way to the
+//! kernel's wider copy ([`Http2Connections`]).
 //!
 //! Metrics:
 //! - `vigil_process_events_total{event}`: process events received from the kernel; `event` is one of
@@ -21,6 +22,7 @@
 
 mod btf;
 mod filter;
+mod http2_connections;
 mod io_events;
 pub mod layout;
 mod process_events;
@@ -35,12 +37,14 @@ use aya::{
 };
 use prometheus::{IntCounterVec, IntGaugeVec, Registry};
 use vigil_common::{
-    CAPTURE_ON_LISTEN_GLOBAL, IO_EVENTS_MAP, LOST_EVENTS_MAP, LostSource, PROCESS_EVENTS_MAP,
-    PROCESS_LAYOUT_GLOBAL, SERVED_PORTS_MAP, SOCK_LAYOUT_GLOBAL, SYSCALL_LAYOUT_GLOBAL, SockLayout,
-    SyscallLayout, TRACKED_TGIDS_MAP, io, process::programs, sock,
+    CAPTURE_ON_LISTEN_GLOBAL, HTTP2_CONNECTIONS_MAP, IO_EVENTS_MAP, LOST_EVENTS_MAP, LostSource,
+    PROCESS_EVENTS_MAP, PROCESS_LAYOUT_GLOBAL, SERVED_PORTS_MAP, SOCK_LAYOUT_GLOBAL,
+    SYSCALL_LAYOUT_GLOBAL, SockLayout, SyscallLayout, TRACKED_TGIDS_MAP, io, process::programs,
+    sock,
 };
 
 pub use filter::{FilterError, ProcessFilter, TrackedTgids};
+pub use http2_connections::Http2Connections;
 pub use io_events::{IoEvents, IoRecord};
 pub use process_events::{KernelEvents, event_label};
 pub use served_ports::ServedPorts;
@@ -173,6 +177,7 @@ pub struct Kernel {
     pub filter: TrackedTgids,
     /// Connections accepted per network namespace and port, for coverage.
     pub served_ports: ServedPorts,
+    pub http2_connections: Http2Connections,
 }
 
 /// The loaded eBPF programs. Dropping it detaches and unloads them all (nothing is pinned).
@@ -261,12 +266,14 @@ impl KernelProbes {
         let events = KernelEvents::new(ring, lost, metrics.clone());
         let io_events = IoEvents::new(io_ring, &metrics.io_events);
         let served_ports = ServedPorts::new(take_map(&mut ebpf, SERVED_PORTS_MAP)?);
+        let http2_connections = Http2Connections::new(take_map(&mut ebpf, HTTP2_CONNECTIONS_MAP)?);
         Ok(Kernel {
             probes: KernelProbes { _ebpf: ebpf },
             process_events: events,
             io_events,
             filter: tracked,
             served_ports,
+            http2_connections,
         })
     }
 }

@@ -41,6 +41,11 @@ pub trait ConnectionParser: Send {
     fn role(&self) -> Option<Side>;
     /// Requests of `side` waiting for their response.
     fn in_flight(&self, side: Side) -> usize;
+    /// Whether the protocol needs every byte of its transfers that the kernel can copy (HTTP/2: every
+    /// frame head), rather than their start.
+    fn needs_whole_transfers(&self) -> bool {
+        false
+    }
 }
 
 /// The protocols vigil parses, with their metric families.

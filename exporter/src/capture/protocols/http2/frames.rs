@@ -18,7 +18,7 @@ pub const DATA: u8 = 0x0;
 pub const HEADERS: u8 = 0x1;
 const PRIORITY: u8 = 0x2;
 pub const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
+pub const SETTINGS: u8 = 0x4;
 const PUSH_PROMISE: u8 = 0x5;
 const PING: u8 = 0x6;
 const GOAWAY: u8 = 0x7;
@@ -27,6 +27,8 @@ pub const CONTINUATION: u8 = 0x9;
 
 /// Frame flags.
 pub const END_STREAM: u8 = 0x1;
+/// SETTINGS: an acknowledgement (the same bit as `END_STREAM`).
+pub const SETTINGS_ACK: u8 = 0x1;
 pub const END_HEADERS: u8 = 0x4;
 pub const PADDED: u8 = 0x8;
 pub const PRIORITY_FLAG: u8 = 0x20;

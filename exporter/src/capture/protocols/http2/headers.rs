@@ -2,10 +2,11 @@
 //! direction), and the fields vigil labels with.
 //!
 //! A direction whose dynamic table may differ from its peer's (a header block lost or undecodable, a
-//! connection adopted mid-way) is *unreliable* for the rest of the connection: each of its blocks is
-//! then decoded with an empty dynamic table, so that only fields that do not refer to the lost state
-//! (static table entries, literals, entries the same block added) are read, and a field that does
-//! stops the decoding there. A field is never read from a table that may be wrong.
+//! connection adopted mid-way) is *unreliable* for the rest of the connection: each field of its blocks
+//! that does not refer to the dynamic table (a static table entry, a literal with a static or literal
+//! name) is then decoded on its own, and the others are skipped. A field is never read from a table
+//! that may be wrong. (Splitting a block into fields is the one piece of HPACK written here: the crate
+//! decodes whole blocks only, and stops at the first field it cannot resolve.)
 
 use std::borrow::Cow;
 
@@ -69,8 +70,7 @@ impl HeaderDecoder {
             return (fields, decoding);
         };
         if !self.reliable {
-            // Only what does not depend on the lost table: a fresh, empty one.
-            let _ = Decoder::new().decode_with_cb(block, |name, value| fields.add(&name, value));
+            decode_without_table(block, &mut fields);
             return (fields, Decoding::Unreliable);
         }
         match self
@@ -111,6 +111,69 @@ impl Fields {
             _ => {}
         }
     }
+}
+
+/// Entries of the HPACK static table (RFC 7541 Appendix A); indices past it are the dynamic table's.
+const STATIC_TABLE_ENTRIES: u64 = 61;
+
+/// Reads the fields of `block` that do not depend on the dynamic table, each decoded on its own.
+fn decode_without_table(block: &[u8], fields: &mut Fields) {
+    let mut rest = block;
+    while !rest.is_empty() {
+        let Some((length, independent)) = field_extent(rest) else {
+            return;
+        };
+        if independent {
+            let _ = Decoder::new()
+                .decode_with_cb(&rest[..length], |name, value| fields.add(&name, value));
+        }
+        rest = &rest[length..];
+    }
+}
+
+/// The length of the field representation `bytes` starts with, and whether it can be decoded without
+/// the dynamic table (RFC 7541 §6); `None` if it is cut or malformed.
+fn field_extent(bytes: &[u8]) -> Option<(usize, bool)> {
+    let first = *bytes.first()?;
+    let prefix_bits = match first {
+        _ if first & 0x80 != 0 => 7, // indexed field
+        _ if first & 0x40 != 0 => 6, // literal with incremental indexing
+        _ if first & 0x20 != 0 => 5, // dynamic table size update
+        _ => 4,                      // literal without indexing, or never indexed
+    };
+    let (index, mut length) = integer(bytes, prefix_bits)?;
+    match prefix_bits {
+        7 => return Some((length, (1..=STATIC_TABLE_ENTRIES).contains(&index))),
+        5 => return Some((length, false)),
+        _ => {}
+    }
+    if index == 0 {
+        length += string_extent(bytes.get(length..)?)?;
+    }
+    length += string_extent(bytes.get(length..)?)?;
+    (length <= bytes.len()).then_some((length, index <= STATIC_TABLE_ENTRIES))
+}
+
+/// An HPACK integer with a `prefix_bits`-bit prefix: its value and length.
+fn integer(bytes: &[u8], prefix_bits: u32) -> Option<(u64, usize)> {
+    let limit = (1u64 << prefix_bits) - 1;
+    let mut value = u64::from(*bytes.first()?) & limit;
+    if value < limit {
+        return Some((value, 1));
+    }
+    for (position, &byte) in bytes.iter().enumerate().skip(1).take(8) {
+        value += u64::from(byte & 0x7f) << (7 * (position - 1));
+        if byte & 0x80 == 0 {
+            return Some((value, position + 1));
+        }
+    }
+    None
+}
+
+/// The length of the string literal `bytes` starts with (its length prefix included).
+fn string_extent(bytes: &[u8]) -> Option<usize> {
+    let (length, prefix) = integer(bytes, 7)?;
+    usize::try_from(length).ok()?.checked_add(prefix)
 }
 
 /// Whether a decoded `:path` may become a label: `/`, then letters, digits and `-/._~` only, before an
@@ -165,6 +228,33 @@ mod tests {
         assert_eq!(decoding, Decoding::Unreliable);
         assert_eq!(fields.method, Some("POST"), "a static table entry");
         assert_eq!(fields.path, None, "an entry of the lost state");
+    }
+
+    #[test]
+    fn unreliable_blocks_read_every_field_that_does_not_need_the_table() {
+        let mut encoder = IndexingEncoder::default();
+        // The table fills with entries the decoder never sees.
+        encoder.encode(&[(":path", "/shop.Cart/Get"), ("x-id", "7")]);
+        let block = encoder.encode(&[
+            (":path", "/shop.Cart/Get"),
+            (":method", "POST"),
+            ("x-id", "7"),
+            ("content-type", "application/grpc"),
+            ("grpc-status", "5"),
+        ]);
+        let (fields, decoding) = HeaderDecoder::new(false).decode(Some(&block));
+        assert_eq!(decoding, Decoding::Unreliable);
+        assert_eq!(fields.path, None, "a dynamic reference, skipped");
+        assert_eq!(fields.method, Some("POST"), "read past the skipped field");
+        assert_eq!(fields.grpc, Some(true));
+        assert_eq!(fields.grpc_status, Some(5));
+        // Cut or malformed blocks end the reading, without a panic.
+        for cut in 0..block.len() {
+            HeaderDecoder::new(false).decode(Some(&block[..cut]));
+        }
+        HeaderDecoder::new(false).decode(Some(&[
+            0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ]));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! HTTP/2 (cleartext h2c, and over TLS where vigil reads the plaintext): requests and gRPC calls,
 //! paired by stream per connection from its socket I/O records.
 //!
-//! **Recognition.** A connection whose first transfer starts with the client preface is HTTP/2 from its
-//! start: the side that read the preface serves it. One first seen mid-way (open before vigil started,
+//! **Recognition.** A connection whose first transfer starts with the client preface, or with the
+//! server's (a SETTINGS frame: servers send theirs without waiting for the client's), is HTTP/2 from its
+//! start: the side that read the client preface, or wrote the server's, serves it. One first seen mid-way (open before vigil started,
 //! or before its process was captured) is taken for HTTP/2 when a transfer captured whole is a run of
 //! plausible frames from its first byte to its last; its HPACK state is unknown from the start (counted
 //! in `vigil_http2_desync_total{reason="adopted"}`).
@@ -46,7 +47,7 @@ use crate::{
 };
 use frames::{
     CONTINUATION, DATA, END_HEADERS, END_STREAM, Frame, FrameEvent, FrameReader, HEADERS, PREFACE,
-    RST_STREAM, chains_exactly, header_block_fragment,
+    RST_STREAM, SETTINGS, SETTINGS_ACK, chains_exactly, header_block_fragment,
 };
 use grpc::Ending;
 use headers::{Decoding, Fields, HeaderDecoder};
@@ -113,6 +114,8 @@ impl Http2Metrics {
 pub enum Start {
     /// Its first transfer carries the client preface.
     Preface,
+    /// Its first transfer is the server's preface: a SETTINGS frame (not an acknowledgement).
+    ServerPreface,
     /// It was first seen mid-way, in a transfer of whole frames.
     MidConnection,
 }
@@ -128,7 +131,13 @@ pub fn starts(record: &IoRecord) -> Option<Start> {
     if preface {
         return Some(Start::Preface);
     }
-    chains_exactly(data, record.length).then_some(Start::MidConnection)
+    if !chains_exactly(data, record.length) {
+        return None;
+    }
+    match is_server_preface(data) {
+        true => Some(Start::ServerPreface),
+        false => Some(Start::MidConnection),
+    }
 }
 
 /// One direction of a connection: its framing, its HPACK state, and a header block being put together
@@ -179,25 +188,31 @@ pub struct Http2Connection {
 impl Http2Connection {
     /// The parser of a connection recognised from `record` ([`starts`]).
     pub fn new(metrics: Http2Metrics, record: &IoRecord, start: Start) -> Self {
-        let received_preface = record.kind == IoEventKind::Receive;
-        let direction = |carries_preface: bool| Direction {
-            frames: FrameReader::at_frame_start(match start == Start::Preface && carries_preface {
+        let received = record.kind == IoEventKind::Receive;
+        // The side the process is on, and whether the client preface is still to come in the received
+        // direction (true) or the sent one (false).
+        let (role, client_preface_received) = match start {
+            Start::Preface => (Some(side_reading_requests(received)), received),
+            // The server wrote its preface first: the client's comes in the other direction.
+            Start::ServerPreface => (Some(side_reading_requests(!received)), !received),
+            Start::MidConnection => (None, false),
+        };
+        let reliable = start != Start::MidConnection;
+        let direction = |carries_client_preface: bool| Direction {
+            frames: FrameReader::at_frame_start(match reliable && carries_client_preface {
                 true => PREFACE.len(),
                 false => 0,
             }),
-            headers: HeaderDecoder::new(start == Start::Preface),
+            headers: HeaderDecoder::new(reliable),
             block: None,
         };
-        if start == Start::MidConnection {
+        if !reliable {
             metrics.count(Desync::Adopted);
         }
         Http2Connection {
-            role: (start == Start::Preface).then_some(match received_preface {
-                true => Side::Server,
-                false => Side::Client,
-            }),
-            received: direction(received_preface),
-            sent: direction(!received_preface),
+            role,
+            received: direction(client_preface_received),
+            sent: direction(!client_preface_received),
             streams: BTreeMap::new(),
             metrics,
             events: Vec::new(),
@@ -347,10 +362,7 @@ impl Http2Connection {
     /// Request headers of a stream not followed yet (a block without `:method` is the response or
     /// trailers of a stream begun before vigil saw the connection: not followed).
     fn start_stream(&mut self, received: bool, id: u32, fields: Fields, at_ns: u64) {
-        let side = match received {
-            true => Side::Server,
-            false => Side::Client,
-        };
+        let side = side_reading_requests(received);
         let Some(method) = fields.method else {
             return;
         };
@@ -434,6 +446,20 @@ impl Stream {
     }
 }
 
+/// The side of a process that reads requests (`received`) or writes them.
+fn side_reading_requests(received: bool) -> Side {
+    match received {
+        true => Side::Server,
+        false => Side::Client,
+    }
+}
+
+/// Whether a transfer of whole frames starts with a server's connection preface: a SETTINGS frame
+/// that is not an acknowledgement.
+fn is_server_preface(data: &[u8]) -> bool {
+    data.len() >= 9 && data[3] == SETTINGS && data[4] & SETTINGS_ACK == 0
+}
+
 /// Whether a stream's response comes in the received direction (a client's) or the sent one.
 fn stream_response_direction(side: Side) -> bool {
     side == Side::Client
@@ -467,6 +493,10 @@ impl ConnectionParser for Http2Connection {
             .values()
             .filter(|stream| stream.side == side)
             .count()
+    }
+
+    fn needs_whole_transfers(&self) -> bool {
+        true
     }
 }
 

@@ -406,6 +406,26 @@ fn calls_in_flight_at_the_close_are_unavailable_and_resets_cancelled() {
 }
 
 #[test]
+fn a_server_that_writes_its_settings_before_reading_the_preface_is_followed_from_the_start() {
+    let (mut client, mut server) = (Peer::new(), Peer::new());
+    let mut follow = Follow::new();
+    follow.send(0, &settings());
+    let mut read = PREFACE.to_vec();
+    read.extend(settings());
+    read.extend(client.headers(1, END_STREAM, &grpc_request("/a.B/C")));
+    follow.receive(1, &read);
+    follow.send(
+        2,
+        &server.headers(1, END_STREAM, &[(":status", "200"), ("grpc-status", "0")]),
+    );
+    assert_eq!(
+        follow.calls(),
+        vec![(Side::Server, "rpc a.B/C OK".into(), 0.001)]
+    );
+    assert_eq!(follow.desync("adopted"), 0.0);
+}
+
+#[test]
 fn only_prefaces_and_runs_of_whole_frames_start_http2() {
     let preface = record(IoEventKind::Receive, 0, PREFACE);
     assert_eq!(starts(&preface), Some(Start::Preface));
@@ -414,7 +434,12 @@ fn only_prefaces_and_runs_of_whole_frames_start_http2() {
         Some(Start::Preface)
     );
     assert_eq!(
-        starts(&record(IoEventKind::Receive, 0, &settings())),
+        starts(&record(IoEventKind::Send, 0, &settings())),
+        Some(Start::ServerPreface)
+    );
+    let ack = frame(0x4, 0x1, 0, &[]);
+    assert_eq!(
+        starts(&record(IoEventKind::Receive, 0, &ack)),
         Some(Start::MidConnection)
     );
     assert_eq!(
