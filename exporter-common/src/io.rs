@@ -19,6 +19,16 @@ pub mod programs {
     pub const SENDFILE_EXIT: &str = "vigil_sendfile_exit";
     /// `syscalls/sys_enter_close`: records that an fd of an instrumented process was closed.
     pub const CLOSE: &str = "vigil_close";
+    /// uprobe on `SSL_read` and `SSL_write`: saves the call's session and buffer.
+    pub const SSL_CALL: &str = "vigil_ssl_call";
+    /// uprobe on `SSL_read_ex` and `SSL_write_ex`: saves the call's session, buffer and count pointer.
+    pub const SSL_CALL_EX: &str = "vigil_ssl_call_ex";
+    /// uretprobe on `SSL_read` and `SSL_read_ex`: records the plaintext read.
+    pub const SSL_READ_RETURN: &str = "vigil_ssl_read_return";
+    /// uretprobe on `SSL_write` and `SSL_write_ex`: records the plaintext written.
+    pub const SSL_WRITE_RETURN: &str = "vigil_ssl_write_return";
+    /// uprobe on `SSL_free`: records the end of a session.
+    pub const SSL_FREE: &str = "vigil_ssl_free";
 }
 
 /// Most bytes of one transfer copied to user space, for a connection not known to be HTTP/2: the whole
@@ -56,11 +66,15 @@ pub const IO_DATA_CLASSES: [usize; 8] = [
 /// a transfer starting with them makes its connection an HTTP/2 one.
 pub const HTTP2_PREFACE_START: u64 = u64::from_le_bytes(*b"PRI * HT");
 
-/// The key of a connection in [`HTTP2_CONNECTIONS_MAP`].
+/// The key of a connection in [`HTTP2_CONNECTIONS_MAP`]: its tgid and fd, or, for TLS plaintext, its
+/// session with the top bit set (user-space pointers never have it; tgid and fd keys never do either).
 ///
 /// [`HTTP2_CONNECTIONS_MAP`]: crate::HTTP2_CONNECTIONS_MAP
-pub const fn connection_key(tgid: u32, fd: u32) -> u64 {
-    ((tgid as u64) << 32) | fd as u64
+pub const fn connection_key(tgid: u32, fd: u32, session: u64) -> u64 {
+    match session {
+        0 => ((tgid as u64) << 32) | fd as u64,
+        _ => session | (1 << 63),
+    }
 }
 
 /// What an [`IoEvent`] reports.
@@ -101,7 +115,13 @@ pub struct IoEventHeader {
     pub boot_time_ns: u64,
     /// Bytes transferred (the syscall's return value).
     pub length: u64,
+    /// For TLS plaintext (read or written through the TLS library, not a socket): the library's session
+    /// (`SSL *`), which stands for the connection; `fd` is then [`TLS_FD`]. 0 for socket I/O.
+    pub session: u64,
 }
+
+/// The `fd` of a TLS plaintext record: the library call does not say which socket it used.
+pub const TLS_FD: u32 = u32::MAX;
 
 /// An I/O record as the `IO_EVENTS` ring buffer carries it: the header, then the first bytes
 /// transferred. `CAPACITY` is one of [`IO_DATA_CLASSES`]; user space reads the header, then `captured`
@@ -145,7 +165,7 @@ mod tests {
 
     #[test]
     fn records_have_no_implicit_padding() {
-        assert_eq!(core::mem::size_of::<IoEventHeader>(), 4 * 4 + 2 * 8);
+        assert_eq!(core::mem::size_of::<IoEventHeader>(), 4 * 4 + 3 * 8);
         assert_eq!(
             core::mem::size_of::<IoEvent<IO_DATA_MAX_HTTP2>>(),
             core::mem::size_of::<IoEventHeader>() + IO_DATA_MAX_HTTP2

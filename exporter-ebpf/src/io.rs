@@ -54,7 +54,8 @@ use aya_ebpf::{
 use vigil_common::{
     IoEvent, IoEventHeader, IoEventKind, LostSource, SyscallLayout,
     io::{
-        HTTP2_PREFACE_START, IO_DATA_CLASSES, IO_DATA_MAX, IO_DATA_MAX_HTTP2_VECTOR, connection_key,
+        HTTP2_PREFACE_START, IO_DATA_CLASSES, IO_DATA_MAX, IO_DATA_MAX_HTTP2_VECTOR, TLS_FD,
+        connection_key,
     },
     process::FIELD_ABSENT,
 };
@@ -153,8 +154,8 @@ pub fn vigil_close(_ctx: TracePointContext) -> u32 {
     };
     let fd = registers.fd as u32;
     // Absent for most connections: the error is the common case, not a failure.
-    let _ = HTTP2_CONNECTIONS.remove(&connection_key(tgid, fd));
-    submit(IoEventKind::Close, tgid, fd, 0, 0, 0);
+    let _ = HTTP2_CONNECTIONS.remove(&connection_key(tgid, fd, 0));
+    submit(IoEventKind::Close, tgid, fd, 0, 0, 0, 0);
     0
 }
 
@@ -233,7 +234,7 @@ fn finish(kind: IoEventKind, data: Data) {
     let fd = fd as u32;
     let long = available > IO_DATA_MAX as u64;
     let spread = vector.is_some() && available < moved_bytes;
-    let http2 = (long || spread) && is_http2(tgid, fd, source);
+    let http2 = (long || spread) && is_http2(connection_key(tgid, fd, 0), source);
     if let (Some(vector), true, true) = (vector, spread, http2) {
         submit_vector(kind, tgid, fd, vector, moved_bytes);
         return;
@@ -241,7 +242,30 @@ fn finish(kind: IoEventKind, data: Data) {
     if long && !http2 {
         available = IO_DATA_MAX as u64;
     }
-    submit(kind, tgid, fd, moved_bytes, source, available);
+    submit(kind, tgid, fd, moved_bytes, source, available, 0);
+}
+
+/// Submits `moved` bytes from `buffer` that a TLS library call of `session` read or wrote (plaintext),
+/// with the same copy rules as socket I/O.
+#[inline(always)]
+pub(crate) fn submit_plaintext(
+    kind: IoEventKind,
+    tgid: u32,
+    session: u64,
+    buffer: u64,
+    moved: u64,
+) {
+    let mut available = moved;
+    if available > IO_DATA_MAX as u64 && !is_http2(connection_key(tgid, TLS_FD, session), buffer) {
+        available = IO_DATA_MAX as u64;
+    }
+    submit(kind, tgid, TLS_FD, moved, buffer, available, session);
+}
+
+/// Submits the end of a TLS session (the library freed it): its connection ends.
+pub(crate) fn submit_session_end(tgid: u32, session: u64) {
+    let _ = HTTP2_CONNECTIONS.remove(&connection_key(tgid, TLS_FD, session));
+    submit(IoEventKind::Close, tgid, TLS_FD, 0, 0, 0, session);
 }
 
 /// Buffers of one vectored transfer of an HTTP/2 connection copied, at most (the kernel's `IOV_MAX`).
@@ -314,6 +338,7 @@ fn submit_vector(kind: IoEventKind, tgid: u32, fd: u32, vector: u64, moved: u64)
             captured: captured as u32,
             boot_time_ns: bpf_ktime_get_boot_ns(),
             length: moved,
+            session: 0,
         };
         let size = size_of::<IoEventHeader>() + captured as usize;
         let bytes = core::slice::from_raw_parts(&raw const (*record).header as *const u8, size);
@@ -366,8 +391,7 @@ extern "C" fn copy_next_buffer(index: u64, _context: *mut c_void) -> i64 {
 /// Whether the connection of a long or vectored transfer is HTTP/2: known to be, or starting with the
 /// preface now (then it becomes known).
 #[inline(always)]
-fn is_http2(tgid: u32, fd: u32, source: u64) -> bool {
-    let key = connection_key(tgid, fd);
+fn is_http2(key: u64, source: u64) -> bool {
     // SAFETY: a lookup whose value is not read.
     if unsafe { HTTP2_CONNECTIONS.get(&key) }.is_some() {
         return true;
@@ -388,9 +412,17 @@ fn mark_http2(key: u64) {
 }
 
 /// Submits a record of the smallest size class `available` bytes fit in (the largest, cut, if none).
-/// Inlined: six arguments are more than a BPF-to-BPF call passes.
+/// Inlined: seven arguments are more than a BPF-to-BPF call passes.
 #[inline(always)]
-fn submit(kind: IoEventKind, tgid: u32, fd: u32, length: u64, source: u64, available: u64) {
+fn submit(
+    kind: IoEventKind,
+    tgid: u32,
+    fd: u32,
+    length: u64,
+    source: u64,
+    available: u64,
+    session: u64,
+) {
     let header = IoEventHeader {
         kind: kind as u32,
         tgid,
@@ -399,6 +431,7 @@ fn submit(kind: IoEventKind, tgid: u32, fd: u32, length: u64, source: u64, avail
         // SAFETY: a helper without preconditions.
         boot_time_ns: unsafe { bpf_ktime_get_boot_ns() },
         length,
+        session,
     };
     if available <= IO_DATA_CLASSES[0] as u64 {
         submit_sized::<{ IO_DATA_CLASSES[0] }>(header, source, available);
@@ -448,7 +481,7 @@ fn submit_sized<const CAPACITY: usize>(mut header: IoEventHeader, source: u64, a
             && (header.length as usize) <= IO_DATA_MAX
             && core::ptr::read((*event).data.as_ptr() as *const u64) == HTTP2_PREFACE_START
         {
-            mark_http2(connection_key(header.tgid, header.fd));
+            mark_http2(connection_key(header.tgid, header.fd, header.session));
         }
         (*event).header = header;
     }

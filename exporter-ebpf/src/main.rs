@@ -10,6 +10,7 @@
 mod io;
 mod process;
 mod sock;
+mod tls;
 mod tracked;
 
 #[cfg(not(test))]

@@ -81,6 +81,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         filter: tracked,
         served_ports,
         mut http2_connections,
+        tls,
     } = KernelProbes::load(
         &config.ebpf,
         &config.paths.tracefs,
@@ -110,7 +111,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         &config.discovery,
         Box::new(tracked),
         discovery_metrics,
-    );
+    )
+    .with_tls(tls);
     let discovery = match &pod_watch {
         Some(watch) => discovery.with_pods(watch.store.clone(), &config.k8s.excluded_namespaces),
         None => discovery,
@@ -160,8 +162,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 // I/O first: it comes only from captured processes, which are still in the table
                 // until this batch's exits are applied.
                 capture.handle(&io, &*discovery);
-                for (tgid, fd) in capture.take_whole_transfer_connections() {
-                    http2_connections.add(tgid, fd);
+                for (tgid, fd, session) in capture.take_whole_transfer_connections() {
+                    http2_connections.add(tgid, fd, session);
                 }
                 discovery.handle(&events, Instant::now());
                 discovery.advance(Instant::now());
@@ -177,7 +179,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 let traffic = {
                     let mut capture = lock_capture();
                     capture.expire(&*discovery, Instant::now());
-                    capture.take_traffic()
+                    capture.take_traffic(&*discovery)
                 };
                 let groups = discovery.serving_groups();
                 traffic_window.observe(Instant::now(), &served_ports.read(), &groups, &traffic);

@@ -1,4 +1,4 @@
-//! The connections capture follows, by (tgid, fd): each one's protocol parser (none while no protocol
+//! The connections capture follows, by [`ConnectionKey`]: each one's protocol parser (none while no protocol
 //! vigil parses has claimed its bytes) and its addresses, looked up once from the socket itself
 //! ([`super::sockets`]; at most [`MAX_ADDRESS_LOOKUPS_PER_TICK`] per drain tick, so that a storm of
 //! short connections costs a bounded amount), and the rows `/debug/connections` shows.
@@ -17,6 +17,10 @@ use super::{
     traffic::ProtocolHint,
 };
 use crate::metrics::Side;
+
+/// A connection: its process's tgid and its fd, or, for TLS plaintext read or written through the TLS
+/// library, the tgid, `TLS_FD` and the library's session (0 for socket I/O).
+pub type ConnectionKey = (u32, u32, u64);
 
 /// Connections whose addresses are looked up per drain tick, at most (the others wait for the next).
 const MAX_ADDRESS_LOOKUPS_PER_TICK: usize = 64;
@@ -65,10 +69,11 @@ impl Connection {
     }
 
     /// Its row in `/debug/connections`.
-    fn row(&self, (pid, fd): (u32, u32)) -> ConnectionRow {
+    fn row(&self, (pid, fd, session): ConnectionKey) -> ConnectionRow {
         let mut row = ConnectionRow {
             pid,
             fd,
+            tls: session != 0,
             role: self
                 .parser
                 .as_ref()
@@ -88,6 +93,9 @@ impl Connection {
             peer: None,
             error: None,
         };
+        if session != 0 {
+            row.transport = "tls";
+        }
         match &self.addresses {
             AddressLookup::NotYet => {}
             AddressLookup::Found(Addresses::Inet { local, peer }) => {
@@ -117,7 +125,10 @@ enum AddressLookup {
 #[derive(Debug, Serialize)]
 pub struct ConnectionRow {
     pub pid: u32,
+    /// The socket's fd; for TLS plaintext (`tls`), `TLS_FD` (the library call does not say).
     pub fd: u32,
+    /// Plaintext read and written through the process's TLS library.
+    pub tls: bool,
     /// `server` or `client`: the side of its first request.
     pub role: Option<&'static str>,
     pub server_requests_in_flight: usize,
@@ -126,7 +137,8 @@ pub struct ConnectionRow {
     /// `unknown`) and it serves them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unrecognized: Option<&'static str>,
-    /// `inet`, `unix`, `unknown` (the lookup failed: see `error`) or `pending` (not looked up yet).
+    /// `inet`, `unix`, `unknown` (the lookup failed: see `error`), `pending` (not looked up yet) or
+    /// `tls` (plaintext from the TLS library, whose socket is not known).
     pub transport: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub local: Option<String>,
@@ -137,8 +149,8 @@ pub struct ConnectionRow {
 }
 
 /// The rows of `connections`, sorted by pid and fd.
-pub(super) fn rows(connections: &HashMap<(u32, u32), Connection>) -> Vec<ConnectionRow> {
-    let mut keys: Vec<&(u32, u32)> = connections.keys().collect();
+pub(super) fn rows(connections: &HashMap<ConnectionKey, Connection>) -> Vec<ConnectionRow> {
+    let mut keys: Vec<&ConnectionKey> = connections.keys().collect();
     keys.sort_unstable();
     keys.into_iter()
         .map(|key| connections[key].row(*key))
@@ -149,13 +161,15 @@ pub(super) fn rows(connections: &HashMap<(u32, u32), Connection>) -> Vec<Connect
 /// [`MAX_ADDRESS_LOOKUPS_PER_TICK`]), once per connection; returns the unrecognized TCP connections
 /// found served (tgid and hint).
 pub(super) fn look_up_addresses(
-    connections: &mut HashMap<(u32, u32), Connection>,
+    connections: &mut HashMap<ConnectionKey, Connection>,
 ) -> Vec<(u32, ProtocolHint)> {
     let mut unrecognized = Vec::new();
     let mut pending: Vec<(u32, u32)> = connections
         .iter()
-        .filter(|(_, connection)| matches!(connection.addresses, AddressLookup::NotYet))
-        .map(|(key, _)| *key)
+        .filter(|((_, _, session), connection)| {
+            *session == 0 && matches!(connection.addresses, AddressLookup::NotYet)
+        })
+        .map(|((tgid, fd, _), _)| (*tgid, *fd))
         .take(MAX_ADDRESS_LOOKUPS_PER_TICK)
         .collect();
     // Sorted, so that each process is opened once for all its connections.
@@ -171,7 +185,7 @@ pub(super) fn look_up_addresses(
                 },
                 Err(error) => AddressLookup::Failed(error.to_string()),
             };
-            if let Some(connection) = connections.get_mut(&(tgid, fd)) {
+            if let Some(connection) = connections.get_mut(&(tgid, fd, 0)) {
                 if let (AddressLookup::Found(Addresses::Inet { .. }), Some(hint)) =
                     (&lookup, connection.unrecognized)
                 {

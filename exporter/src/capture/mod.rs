@@ -1,7 +1,7 @@
 //! Capture: the requests of captured processes, from their socket I/O records (the kernel's
 //! [`IoRecord`]s) to finished exchanges handed to the metrics stage's series store.
 //!
-//! Per connection (tgid, fd), the first transfer that starts a protocol vigil parses picks the
+//! Per connection (tgid and fd, or for TLS plaintext tgid and session), the first transfer that starts a protocol vigil parses picks the
 //! connection's parser ([`protocols`]: HTTP/1.x today); its later records go to that parser, which
 //! yields finished exchanges. Connections need no accept or connect event: one open before vigil
 //! started, or before the process was captured, is adopted at its next head. A close ends what the
@@ -43,7 +43,7 @@ use prometheus::Registry;
 use vigil_common::IoEventKind;
 
 use connection::Connection;
-pub use connection::ConnectionRow;
+pub use connection::{ConnectionKey, ConnectionRow};
 use hold::{DropReason, Hold};
 use labels::LabelCache;
 use protocols::Protocols;
@@ -75,7 +75,7 @@ impl CaptureMetrics {
 /// The capture state: connections followed, requests held for processes not published yet, and the
 /// series they become.
 pub struct Capture {
-    connections: HashMap<(u32, u32), Connection>,
+    connections: HashMap<ConnectionKey, Connection>,
     protocols: Protocols,
     held: Hold,
     labels: LabelCache,
@@ -83,7 +83,7 @@ pub struct Capture {
     traffic: TrafficTally,
     /// Connections recognised since the last call to [`Capture::take_whole_transfer_connections`]
     /// whose protocol needs whole transfers copied.
-    whole_transfers: Vec<(u32, u32)>,
+    whole_transfers: Vec<ConnectionKey>,
     /// What the record being handled finished (kept for its allocation).
     finished: Vec<Exchange>,
 }
@@ -110,7 +110,7 @@ impl Capture {
     pub fn handle(&mut self, records: &[IoRecord], processes: &dyn ProcessView) {
         let mut finished = std::mem::take(&mut self.finished);
         for record in records {
-            let key = (record.tgid, record.fd);
+            let key = (record.tgid, record.fd, record.session);
             if record.kind == IoEventKind::Close {
                 if let Some(connection) = self.connections.remove(&key) {
                     let (parser, unrecognized) = connection.close();
@@ -167,19 +167,19 @@ impl Capture {
             }
         }
         self.connections
-            .retain(|(tgid, _), _| processes.publication(*tgid).is_captured());
+            .retain(|(tgid, _, _), _| processes.publication(*tgid).is_captured());
     }
 
-    /// The connections (tgid, fd) recognised since the last call whose protocol needs whole transfers
-    /// copied (HTTP/2): the kernel copies those of a connection it saw start itself, not of one
-    /// adopted mid-way.
-    pub fn take_whole_transfer_connections(&mut self) -> Vec<(u32, u32)> {
+    /// The connections (tgid, fd, session) recognised since the last call whose protocol needs whole
+    /// transfers copied (HTTP/2): the kernel copies those of a connection it saw start itself, not of
+    /// one adopted mid-way.
+    pub fn take_whole_transfer_connections(&mut self) -> Vec<ConnectionKey> {
         std::mem::take(&mut self.whole_transfers)
     }
 
     /// What capture saw of each process's server traffic since the last call, by tgid.
-    pub fn take_traffic(&mut self) -> HashMap<u32, ServedTraffic> {
-        self.traffic.take()
+    pub fn take_traffic(&mut self, processes: &dyn ProcessView) -> HashMap<u32, ServedTraffic> {
+        self.traffic.take(|tgid| processes.reads_tls(tgid))
     }
 
     /// Removes idle series and those of processes gone (see [`RedSeries::expire`]); forgets the

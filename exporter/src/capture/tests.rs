@@ -41,6 +41,10 @@ impl ProcessView for Processes {
             .contains_key(&tgid)
             .then_some((&self.service, &self.container))
     }
+
+    fn reads_tls(&self, _tgid: u32) -> bool {
+        false
+    }
 }
 
 /// The captured process of the tests (a `sleep`, by its `service_name`).
@@ -69,6 +73,7 @@ fn record(kind: IoEventKind, tgid: u32, fd: u32, at_ms: u64, data: &[u8]) -> IoR
         boot_time_ns: at_ms * 1_000_000,
         length: data.len() as u64,
         data: data[..data.len().min(IO_DATA_MAX)].to_vec(),
+        session: 0,
     }
 }
 

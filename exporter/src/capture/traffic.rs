@@ -54,25 +54,50 @@ pub struct ServedTraffic {
 /// The tallies since the last [`TrafficTally::take`].
 #[derive(Default)]
 pub(super) struct TrafficTally {
-    by_tgid: HashMap<u32, ServedTraffic>,
+    by_tgid: HashMap<u32, Tally>,
+}
+
+/// One process's tally: exchanges, and unrecognized connections by hint (in [`ProtocolHint`] order).
+#[derive(Default)]
+struct Tally {
+    exchanges: u64,
+    unrecognized: [u64; 3],
+    last_hint: Option<ProtocolHint>,
 }
 
 impl TrafficTally {
-    /// A request of `tgid` was answered.
     pub(super) fn exchange(&mut self, tgid: u32) {
         self.by_tgid.entry(tgid).or_default().exchanges += 1;
     }
 
-    /// `tgid` serves a TCP connection whose bytes, looking like `hint`, no protocol claimed.
     pub(super) fn unrecognized(&mut self, tgid: u32, hint: ProtocolHint) {
-        let traffic = self.by_tgid.entry(tgid).or_default();
-        traffic.unrecognized_connections += 1;
-        traffic.hint = Some(hint);
+        let tally = self.by_tgid.entry(tgid).or_default();
+        tally.unrecognized[hint as usize] += 1;
+        tally.last_hint = Some(hint);
     }
 
-    /// The tallies since the last call, by tgid.
-    pub(super) fn take(&mut self) -> HashMap<u32, ServedTraffic> {
+    /// The tallies by tgid, emptied. The TLS connections of a process whose TLS vigil reads
+    /// (`reads_tls`) are not unrecognized: their plaintext is parsed from the TLS library's calls.
+    pub(super) fn take(&mut self, reads_tls: impl Fn(u32) -> bool) -> HashMap<u32, ServedTraffic> {
         std::mem::take(&mut self.by_tgid)
+            .into_iter()
+            .map(|(tgid, mut tally)| {
+                if reads_tls(tgid) {
+                    tally.unrecognized[ProtocolHint::Tls as usize] = 0;
+                    if tally.last_hint == Some(ProtocolHint::Tls) {
+                        tally.last_hint = [ProtocolHint::Http2, ProtocolHint::Unknown]
+                            .into_iter()
+                            .find(|hint| tally.unrecognized[*hint as usize] > 0);
+                    }
+                }
+                let traffic = ServedTraffic {
+                    exchanges: tally.exchanges,
+                    unrecognized_connections: tally.unrecognized.iter().sum(),
+                    hint: tally.last_hint,
+                };
+                (tgid, traffic)
+            })
+            .collect()
     }
 }
 
@@ -100,13 +125,30 @@ mod tests {
         tally.unrecognized(7, ProtocolHint::Tls);
         tally.exchange(7);
         assert_eq!(
-            tally.take()[&7],
+            tally.take(|_| false)[&7],
             ServedTraffic {
                 exchanges: 1,
                 unrecognized_connections: 1,
                 hint: Some(ProtocolHint::Tls),
             }
         );
-        assert!(tally.take().is_empty(), "taken once");
+        assert!(tally.take(|_| false).is_empty(), "taken once");
+    }
+
+    #[test]
+    fn tls_connections_of_a_process_whose_tls_vigil_reads_are_not_unrecognized() {
+        let mut tally = TrafficTally::default();
+        tally.unrecognized(7, ProtocolHint::Unknown);
+        tally.unrecognized(7, ProtocolHint::Tls);
+        tally.unrecognized(8, ProtocolHint::Tls);
+        let taken = tally.take(|tgid| tgid == 7);
+        assert_eq!(
+            (taken[&7].unrecognized_connections, taken[&7].hint),
+            (1, Some(ProtocolHint::Unknown))
+        );
+        assert_eq!(
+            (taken[&8].unrecognized_connections, taken[&8].hint),
+            (1, Some(ProtocolHint::Tls))
+        );
     }
 }

@@ -40,6 +40,9 @@ pub struct ProcessRow {
     pub age_seconds: f64,
     pub capture_started_after_seconds: Option<f64>,
     pub last_heartbeat_seconds_ago: Option<f64>,
+    /// Its TLS probes, when captured: attached to which binary, none mapped, or why attaching failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
 }
 
 /// A step waiting to be tried again.
@@ -98,6 +101,7 @@ impl Discovery {
                     last_heartbeat_seconds_ago: decision
                         .and_then(|decision| decision.last_heartbeat)
                         .map(|at| now.duration_since(at).as_secs_f64()),
+                    tls: self.tls_state(info.identity.pid),
                 }
             })
             .collect();

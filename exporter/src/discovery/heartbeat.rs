@@ -44,6 +44,7 @@ impl Discovery {
     /// filter; drops the dead and repairs missing entries.
     pub fn heartbeat(&mut self, now: Instant) {
         self.reevaluate_if_pods_changed(now);
+        self.sync_tls(true);
         let captured: Vec<ProcessIdentity> = self
             .decisions
             .values()

@@ -60,6 +60,7 @@ mod service;
 mod serving;
 mod state;
 mod table;
+mod tls;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -82,7 +83,11 @@ use state::Decision;
 pub use state::{PodProcesses, ProcessState, Publication};
 pub use table::{Corrections, ProcessTable, Upsert};
 
-use crate::{config::DiscoveryConfig, kernel::ProcessFilter, pods::PodStore};
+use crate::{
+    config::DiscoveryConfig,
+    kernel::{ProcessFilter, TlsProbes},
+    pods::PodStore,
+};
 
 /// The discovery state.
 pub struct Discovery {
@@ -101,6 +106,8 @@ pub struct Discovery {
     pods_seen: u64,
     listeners: ListenerCache,
     ticks_per_second: u64,
+    /// The TLS uprobes, attached for captured processes ([`tls`]); none in tests.
+    tls: Option<TlsProbes>,
 }
 
 impl Discovery {
@@ -125,6 +132,7 @@ impl Discovery {
             pods_seen: 0,
             metrics,
             ticks_per_second: procfs::ticks_per_second(),
+            tls: None,
         }
     }
 
@@ -155,6 +163,7 @@ impl Discovery {
         }
         self.min_age.expire(now);
         self.publish_old_enough();
+        self.sync_tls(false);
         self.update_gauges();
     }
 

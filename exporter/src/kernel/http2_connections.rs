@@ -16,10 +16,10 @@ impl Http2Connections {
         Http2Connections { map }
     }
 
-    /// Adds the connection `fd` of `tgid`. The map is an LRU: adding never fails for want of room; an
+    /// Adds the connection `fd` of `tgid` (or its TLS `session`, when not 0). The map is an LRU: adding never fails for want of room; an
     /// error (the map gone) only costs the wider copy, and is logged.
-    pub fn add(&mut self, tgid: u32, fd: u32) {
-        if let Err(error) = self.map.insert(connection_key(tgid, fd), 0, 0) {
+    pub fn add(&mut self, tgid: u32, fd: u32, session: u64) {
+        if let Err(error) = self.map.insert(connection_key(tgid, fd, session), 0, 0) {
             tracing::debug!(%error, tgid, fd, "marking an HTTP/2 connection");
         }
     }

@@ -20,6 +20,9 @@ pub struct IoRecord {
     pub length: u64,
     /// The first bytes transferred: all of them, or the first `IO_DATA_MAX`.
     pub data: Vec<u8>,
+    /// The TLS session of plaintext read or written through the TLS library (`fd` is then `TLS_FD`);
+    /// 0 for socket I/O.
+    pub session: u64,
 }
 
 impl IoRecord {
@@ -47,6 +50,7 @@ impl IoRecord {
             boot_time_ns: header.boot_time_ns,
             length: header.length,
             data,
+            session: header.session,
         })
     }
 }

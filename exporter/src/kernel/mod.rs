@@ -16,7 +16,8 @@
 //!   `exit_unconfirmed` (kernel without `group_dead`), `listen`, `malformed`.
 //! - `vigil_ebpf_events_lost_total{source}`: records the kernel side could not deliver (ring buffer or
 //!   map full); `source` is `process_events` or `clone_flags`.
-//! - `vigil_probes_attached{program}`: 1 when the eBPF program is loaded and attached, else 0.
+//! - `vigil_probes_attached{program}`: 1 when the eBPF program is loaded and attached, else 0; for the
+//!   TLS uprobes ([`TlsProbes`]), the number of binaries they are attached to.
 //! - `vigil_probe_errors_total{program,stage}`: failures to prepare (`layout`), load (`load`, with the
 //!   verifier log in vigil's log) or attach (`attach`) a program. vigil keeps running without it.
 
@@ -27,13 +28,17 @@ mod io_events;
 pub mod layout;
 mod process_events;
 mod served_ports;
+mod tls_probes;
 
-use std::path::Path;
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::MapError,
-    programs::{ProgramError, TracePoint},
+    programs::{ProgramError, TracePoint, UProbe},
 };
 use prometheus::{IntCounterVec, IntGaugeVec, Registry};
 use vigil_common::{
@@ -48,6 +53,7 @@ pub use http2_connections::Http2Connections;
 pub use io_events::{IoEvents, IoRecord};
 pub use process_events::{KernelEvents, event_label};
 pub use served_ports::ServedPorts;
+pub use tls_probes::{ProcessTls, TlsProbes};
 
 use crate::{
     config::EbpfConfig,
@@ -136,7 +142,7 @@ impl KernelMetrics {
             probes_attached: gauge_vec(
                 registry,
                 "vigil_probes_attached",
-                "1 when the eBPF program is loaded and attached.",
+                "1 when the eBPF program is loaded and attached; for the TLS uprobes (vigil_ssl_*), the number of binaries (libssl, or executables linking OpenSSL statically) they are attached to.",
                 &["program"],
             ),
             probe_errors: counter(
@@ -157,7 +163,8 @@ impl KernelMetrics {
             .iter()
             .map(|(program, _, _)| *program)
             .chain(IO_PROGRAMS.iter().map(|(program, _)| *program))
-            .chain([sock::programs::SOCK_STATE]);
+            .chain([sock::programs::SOCK_STATE])
+            .chain(tls_probes::PROGRAMS);
         for program in programs {
             metrics.probes_attached.with_label_values(&[program]).set(0);
         }
@@ -178,11 +185,14 @@ pub struct Kernel {
     /// Connections accepted per network namespace and port, for coverage.
     pub served_ports: ServedPorts,
     pub http2_connections: Http2Connections,
+    /// The TLS uprobes, for discovery to attach per captured process.
+    pub tls: TlsProbes,
 }
 
-/// The loaded eBPF programs. Dropping it detaches and unloads them all (nothing is pinned).
+/// The loaded eBPF programs. Dropping it (and the [`TlsProbes`], which shares the object) detaches and
+/// unloads them all (nothing is pinned).
 pub struct KernelProbes {
-    _ebpf: Ebpf,
+    _ebpf: Arc<Mutex<Ebpf>>,
 }
 
 impl KernelProbes {
@@ -259,6 +269,12 @@ impl KernelProbes {
             }
         }
 
+        // Loaded now, attached per binary later; before the maps are taken out of the object (the
+        // filter's is unmapped from it, closing its fd).
+        let tls_loaded = tls_probes::PROGRAMS
+            .iter()
+            .all(|program| load_uprobe(&mut ebpf, metrics, program));
+
         let ring = take_map(&mut ebpf, PROCESS_EVENTS_MAP)?;
         let lost = take_map(&mut ebpf, LOST_EVENTS_MAP)?;
         let io_ring = take_map(&mut ebpf, IO_EVENTS_MAP)?;
@@ -267,8 +283,12 @@ impl KernelProbes {
         let io_events = IoEvents::new(io_ring, &metrics.io_events);
         let served_ports = ServedPorts::new(take_map(&mut ebpf, SERVED_PORTS_MAP)?);
         let http2_connections = Http2Connections::new(take_map(&mut ebpf, HTTP2_CONNECTIONS_MAP)?);
+        let ebpf = Arc::new(Mutex::new(ebpf));
         Ok(Kernel {
-            probes: KernelProbes { _ebpf: ebpf },
+            probes: KernelProbes {
+                _ebpf: ebpf.clone(),
+            },
+            tls: TlsProbes::new(ebpf, tls_loaded, metrics.clone()),
             process_events: events,
             io_events,
             filter: tracked,
@@ -285,6 +305,26 @@ where
 {
     let map = ebpf.take_map(name).ok_or(KernelError::MissingMap(name))?;
     M::try_from(map).map_err(|source| KernelError::Map { name, source })
+}
+
+/// Loads the uprobe `program` (attached later, per binary, by [`TlsProbes`]); whether it loaded.
+fn load_uprobe(ebpf: &mut Ebpf, metrics: &KernelMetrics, program: &str) -> bool {
+    let result = ebpf
+        .program_mut(program)
+        .expect("the embedded object defines every program vigil attaches")
+        .try_into()
+        .and_then(|probe: &mut UProbe| probe.load());
+    match result {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::error!(program, %error, "eBPF program not loaded; TLS plaintext is not captured");
+            metrics
+                .probe_errors
+                .with_label_values(&[program, "load"])
+                .inc();
+            false
+        }
+    }
 }
 
 /// Loads `program` and attaches it to every one of `tracepoints`, logging and counting what fails; the

@@ -86,6 +86,7 @@ fn io_record_bytes(kind: u32, captured: u32, length: u64, capacity: usize) -> Ve
         captured,
         boot_time_ns: 9,
         length,
+        session: 0,
     };
     // SAFETY: a `#[repr(C)]` struct of integers with no padding, viewed as bytes.
     let mut bytes = unsafe {

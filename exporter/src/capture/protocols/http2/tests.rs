@@ -42,6 +42,7 @@ fn record(kind: IoEventKind, at_ms: u64, data: &[u8]) -> IoRecord {
         boot_time_ns: at_ms * 1_000_000,
         length: data.len() as u64,
         data: data.to_vec(),
+        session: 0,
     }
 }
 

@@ -1,0 +1,316 @@
+//! The TLS uprobes (`exporter-ebpf/src/tls.rs`), attached per distinct binary that captured processes
+//! use for TLS: the `libssl.so.*` a process maps (`/proc/PID/maps`), or its executable when that links
+//! OpenSSL statically and exports its API (node). One uprobe set serves every process mapping the
+//! binary (the programs test the process filter first); it is attached when the first captured process
+//! using it is seen and detached when the last one is gone.
+//!
+//! Discovery calls [`TlsProbes::sync`] with the captured processes on every drain tick (a process just
+//! captured, provisional included, gets its probes before it serves much) and, with `recheck`, on
+//! every heartbeat, when processes without a library are looked at again (Python maps `libssl` only
+//! when it imports `ssl`) and failed attachments are retried.
+//!
+//! Metrics: `vigil_probes_attached{program}` is, for these programs, the number of binaries they are
+//! attached to; `vigil_probe_errors_total{program,stage="attach"}` counts failures (with the reason in
+//! vigil's log and the process's `tls` field in `/debug/discovery`).
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    os::unix::fs::MetadataExt,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use aya::{
+    Ebpf,
+    programs::{UProbe, uprobe::UProbeLinkId, uprobe::UProbeScope},
+};
+use vigil_common::io::programs;
+
+use super::KernelMetrics;
+
+/// What is attached to a TLS binary: (program, symbol, required). A binary without a required symbol
+/// is not a TLS library vigil reads; the `_ex` variants are OpenSSL 1.1.1 and later.
+const ATTACH_POINTS: [(&str, &str, bool); 9] = [
+    (programs::SSL_CALL, "SSL_read", true),
+    (programs::SSL_READ_RETURN, "SSL_read", true),
+    (programs::SSL_CALL, "SSL_write", true),
+    (programs::SSL_WRITE_RETURN, "SSL_write", true),
+    (programs::SSL_FREE, "SSL_free", true),
+    (programs::SSL_CALL_EX, "SSL_read_ex", false),
+    (programs::SSL_READ_RETURN, "SSL_read_ex", false),
+    (programs::SSL_CALL_EX, "SSL_write_ex", false),
+    (programs::SSL_WRITE_RETURN, "SSL_write_ex", false),
+];
+
+/// The TLS programs, loaded with the rest of the object, attached on demand.
+pub const PROGRAMS: [&str; 5] = [
+    programs::SSL_CALL,
+    programs::SSL_CALL_EX,
+    programs::SSL_READ_RETURN,
+    programs::SSL_WRITE_RETURN,
+    programs::SSL_FREE,
+];
+
+/// A binary file, by device and inode (the same library seen through different paths, or through
+/// different containers' roots, is one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct BinaryId {
+    device: u64,
+    inode: u64,
+}
+
+/// A binary with the TLS probes attached, and the captured processes using it.
+struct AttachedBinary {
+    links: Vec<(&'static str, UProbeLinkId)>,
+    users: BTreeSet<u32>,
+}
+
+/// The TLS probes of one captured process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProcessTls {
+    /// Attached to this binary (the path as the process sees it).
+    Attached(PathBuf),
+    /// It maps no TLS library vigil reads (it may load one later, or use another TLS stack).
+    NoLibrary,
+    /// Attaching failed; tried again on the next heartbeat.
+    Failed(String),
+}
+
+impl ProcessTls {
+    /// As `/debug/discovery` shows it.
+    pub fn describe(&self) -> String {
+        match self {
+            ProcessTls::Attached(path) => format!("attached to {}", path.display()),
+            ProcessTls::NoLibrary => "no OpenSSL library mapped".to_owned(),
+            ProcessTls::Failed(error) => format!("attach failed (retried): {error}"),
+        }
+    }
+}
+
+/// The TLS uprobes and where they are attached.
+pub struct TlsProbes {
+    ebpf: Arc<Mutex<Ebpf>>,
+    /// Whether the programs loaded (they are attached only if so).
+    loaded: bool,
+    binaries: HashMap<BinaryId, AttachedBinary>,
+    /// Binaries found without the required symbols, so that they are not parsed again.
+    without_tls: BTreeSet<(u64, u64)>,
+    processes: HashMap<u32, (Option<BinaryId>, ProcessTls)>,
+    metrics: KernelMetrics,
+}
+
+impl TlsProbes {
+    pub(super) fn new(ebpf: Arc<Mutex<Ebpf>>, loaded: bool, metrics: KernelMetrics) -> Self {
+        TlsProbes {
+            ebpf,
+            loaded,
+            binaries: HashMap::new(),
+            without_tls: BTreeSet::new(),
+            processes: HashMap::new(),
+            metrics,
+        }
+    }
+
+    /// Brings the probes in line with the captured processes: attaches for those new, detaches what no
+    /// captured process uses any more; with `recheck`, looks again at processes without a library or
+    /// whose attachment failed.
+    pub fn sync(&mut self, captured: &BTreeSet<u32>, recheck: bool) {
+        if !self.loaded {
+            return;
+        }
+        let gone: Vec<u32> = self
+            .processes
+            .keys()
+            .filter(|tgid| !captured.contains(tgid))
+            .copied()
+            .collect();
+        for tgid in gone {
+            self.release(tgid);
+        }
+        for &tgid in captured {
+            let look = match self.processes.get(&tgid) {
+                None => true,
+                Some((_, ProcessTls::Attached(_))) => false,
+                Some(_) => recheck,
+            };
+            if look {
+                let state = self.attach_process(tgid);
+                self.processes.insert(tgid, state);
+            }
+        }
+    }
+
+    /// The TLS probes of `tgid`, when it is captured.
+    pub fn state(&self, tgid: u32) -> Option<&ProcessTls> {
+        self.processes.get(&tgid).map(|(_, state)| state)
+    }
+
+    /// Whether vigil reads the TLS plaintext of `tgid`.
+    pub fn reads(&self, tgid: u32) -> bool {
+        matches!(self.state(tgid), Some(ProcessTls::Attached(_)))
+    }
+
+    fn attach_process(&mut self, tgid: u32) -> (Option<BinaryId>, ProcessTls) {
+        let (id, path, is_library) = match find_binary(tgid) {
+            Ok(found) => found,
+            Err(error) => return (None, ProcessTls::Failed(error)),
+        };
+        if let Some(binary) = self.binaries.get_mut(&id) {
+            binary.users.insert(tgid);
+            return (Some(id), ProcessTls::Attached(path));
+        }
+        if self.without_tls.contains(&(id.device, id.inode)) {
+            return (None, ProcessTls::NoLibrary);
+        }
+        match self.attach_binary(&path) {
+            Ok(links) => {
+                tracing::info!(tgid, binary = %path.display(), "TLS probes attached");
+                self.binaries.insert(
+                    id,
+                    AttachedBinary {
+                        links,
+                        users: BTreeSet::from([tgid]),
+                    },
+                );
+                self.update_gauges();
+                (Some(id), ProcessTls::Attached(path))
+            }
+            // An executable without OpenSSL's API: it has no TLS vigil reads.
+            Err(AttachError::MissingSymbol(_)) if !is_library => {
+                self.without_tls.insert((id.device, id.inode));
+                (None, ProcessTls::NoLibrary)
+            }
+            Err(error) => {
+                tracing::warn!(tgid, binary = %path.display(), %error, "TLS probes not attached");
+                (None, ProcessTls::Failed(error.to_string()))
+            }
+        }
+    }
+
+    /// Attaches every point to `path`; on a failure, detaches what it attached.
+    fn attach_binary(
+        &mut self,
+        path: &PathBuf,
+    ) -> Result<Vec<(&'static str, UProbeLinkId)>, AttachError> {
+        let mut ebpf = self.ebpf.lock().expect("eBPF object lock");
+        let mut links = Vec::new();
+        for (program, symbol, required) in ATTACH_POINTS {
+            let result = uprobe(&mut ebpf, program).and_then(|probe| {
+                probe
+                    .attach(symbol, path, UProbeScope::AllProcesses)
+                    .map_err(|error| match error {
+                        aya::programs::ProgramError::UProbeError(
+                            aya::programs::uprobe::UProbeError::SymbolError { .. },
+                        ) => AttachError::MissingSymbol(symbol),
+                        error => AttachError::Attach(program, symbol, error.to_string()),
+                    })
+            });
+            match result {
+                Ok(link) => links.push((program, link)),
+                Err(AttachError::MissingSymbol(_)) if !required => {}
+                Err(error) => {
+                    if !matches!(error, AttachError::MissingSymbol(_)) {
+                        self.metrics
+                            .probe_errors
+                            .with_label_values(&[program, "attach"])
+                            .inc();
+                    }
+                    detach_all(&mut ebpf, links);
+                    return Err(error);
+                }
+            }
+        }
+        Ok(links)
+    }
+
+    /// `tgid` is no longer captured: the binary it used loses a user, and its probes with the last.
+    fn release(&mut self, tgid: u32) {
+        let Some((Some(id), _)) = self.processes.remove(&tgid) else {
+            return;
+        };
+        let Some(binary) = self.binaries.get_mut(&id) else {
+            return;
+        };
+        binary.users.remove(&tgid);
+        if binary.users.is_empty() {
+            let binary = self.binaries.remove(&id).expect("present");
+            detach_all(
+                &mut self.ebpf.lock().expect("eBPF object lock"),
+                binary.links,
+            );
+            tracing::info!(
+                tgid,
+                "TLS probes detached: no captured process uses the binary"
+            );
+            self.update_gauges();
+        }
+    }
+
+    fn update_gauges(&self) {
+        for program in PROGRAMS {
+            let binaries = self
+                .binaries
+                .values()
+                .filter(|binary| binary.links.iter().any(|(name, _)| *name == program))
+                .count();
+            self.metrics
+                .probes_attached
+                .with_label_values(&[program])
+                .set(binaries as i64);
+        }
+    }
+}
+
+/// Why a binary did not get its probes.
+#[derive(Debug, thiserror::Error)]
+enum AttachError {
+    #[error("no symbol {0}")]
+    MissingSymbol(&'static str),
+    #[error("{0} on {1}: {2}")]
+    Attach(&'static str, &'static str, String),
+}
+
+fn uprobe<'a>(ebpf: &'a mut Ebpf, program: &'static str) -> Result<&'a mut UProbe, AttachError> {
+    ebpf.program_mut(program)
+        .ok_or_else(|| AttachError::Attach(program, "", "not in the object".to_owned()))?
+        .try_into()
+        .map_err(|error: aya::programs::ProgramError| {
+            AttachError::Attach(program, "", error.to_string())
+        })
+}
+
+fn detach_all(ebpf: &mut Ebpf, links: Vec<(&'static str, UProbeLinkId)>) {
+    for (program, link) in links {
+        if let Ok(probe) = uprobe(ebpf, program)
+            && let Err(error) = probe.detach(link)
+        {
+            tracing::warn!(program, %error, "detaching a TLS probe");
+        }
+    }
+}
+
+/// The binary whose TLS `tgid` uses: the `libssl.so*` it maps, else its executable (which may link
+/// OpenSSL statically); its id, its path through the process's root, and whether it is a library.
+fn find_binary(tgid: u32) -> Result<(BinaryId, PathBuf, bool), String> {
+    let maps = std::fs::read_to_string(format!("/proc/{tgid}/maps"))
+        .map_err(|error| format!("reading /proc/{tgid}/maps: {error}"))?;
+    let library = maps
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|path| {
+            path.rsplit('/')
+                .next()
+                .is_some_and(|name| name.starts_with("libssl.so"))
+        });
+    let (path, is_library) = match library {
+        Some(library) => (PathBuf::from(format!("/proc/{tgid}/root{library}")), true),
+        None => (PathBuf::from(format!("/proc/{tgid}/exe")), false),
+    };
+    let metadata =
+        std::fs::metadata(&path).map_err(|error| format!("{}: {error}", path.display()))?;
+    let id = BinaryId {
+        device: metadata.dev(),
+        inode: metadata.ino(),
+    };
+    Ok((id, path, is_library))
+}
