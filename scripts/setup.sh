@@ -30,7 +30,7 @@ declare -A build_packages=(
 declare -A test_packages=(
   [prometheus]=/usr/bin/promtool
   [wrk]=/usr/bin/wrk
-  # h2load: the benchmark's fixed-rate HTTP/1.1 load (--rps).
+  # h2load: the benchmark's fixed-rate HTTP/1.1 load (--rps), and HTTP/2 load (h2c) in the tests.
   [nghttp2-client]=/usr/bin/h2load
   # hey: a load generator that reports its status-code distribution (serving-process tests).
   [hey]=/usr/bin/hey
@@ -39,6 +39,10 @@ declare -A test_packages=(
   [python3-grpcio]=/usr/lib/python3/dist-packages/grpc/__init__.py
   # openssl: the TLS tests make a throwaway self-signed certificate with it.
   [openssl]=/usr/bin/openssl
+  # Go: an HTTPS server on Go's own TLS stack, which vigil cannot read (built offline, stdlib only).
+  [golang-go]=/usr/bin/go
+  # curl: the HTTPS load of the coverage tests (a new TLS connection per request).
+  [curl]=/usr/bin/curl
   # Node 20 and npm ship with this machine image; on a machine without them Debian's nodejs/npm stand in.
   [nodejs]=/usr/bin/node
   [npm]=/usr/bin/npm

@@ -260,3 +260,142 @@ fn the_gauge_says_unmonitored_for_traffic_vigil_does_not_count() {
         cleared_after.as_secs_f64()
     );
 }
+
+/// Builds the Go HTTPS server (stdlib only, offline) next to vigil's binary.
+fn go_https_server() -> std::path::PathBuf {
+    let binary = workload_binary("go-https-server");
+    let status = std::process::Command::new("go")
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg(workspace().join("integration/workloads/go/https_server.go"))
+        .env("CGO_ENABLED", "0")
+        .status()
+        .expect("go (Debian golang-go)");
+    assert!(status.success(), "building the Go HTTPS server");
+    binary
+}
+
+/// A self-signed certificate for 127.0.0.1: (dir, cert, key).
+fn certificate() -> (tempfile::TempDir, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    let text = |path: std::path::PathBuf| path.display().to_string();
+    (dir, text(cert), text(key))
+}
+
+/// One HTTPS request on a new connection (curl, certificate not verified); its status.
+fn https_get(port: u16) -> String {
+    let output = std::process::Command::new("curl")
+        .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("https://127.0.0.1:{port}/ok"))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn tls_vigil_cannot_read_is_reported_and_tls_it_reads_is_monitored() {
+    if !require_root("tls_vigil_cannot_read_is_reported_and_tls_it_reads_is_monitored") {
+        return;
+    }
+    let go_server = go_https_server();
+    let (_certs, cert, key) = certificate();
+    let server = FakeApiServer::start();
+    let kubeconfig = server.kubeconfig();
+    let config = format!(
+        "discovery:\n  instrument: [{{open_ports: '1-65535', container: true}}]\n  heartbeat_interval: 500ms\n\
+         k8s:\n  node_name: {NODE}\n  traffic_window: 3s\n"
+    );
+    let vigil = Vigil::spawn(&config, &["--kubeconfig", kubeconfig.to_str().unwrap()]);
+    vigil.wait_ready(Duration::from_secs(20));
+    let tls_args = |port: &str| ["--port", port, "--cert", &cert, "--key", &key].map(str::to_owned);
+    let announce = |name: &str, program: &str, script: Option<&str>| {
+        let port = free_port();
+        let mut args: Vec<String> = script.into_iter().map(str::to_owned).collect();
+        args.extend(tls_args(&port.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut simulated = Pod::start(program, &args, |command| {
+            command.current_dir(workspace());
+        });
+        server.apply(pod(
+            "shop",
+            name,
+            &simulated.uid,
+            NODE,
+            &simulated.container_id,
+            LONG_AGO,
+        ));
+        assert_eq!(simulated.read_line(), format!("listening {port}"));
+        (simulated, port)
+    };
+    let (_go, go_port) = announce("go-tls", go_server.to_str().unwrap(), None);
+    let (_node, node_port) = announce(
+        "node-tls",
+        "node",
+        Some("integration/workloads/tls/https_server.js"),
+    );
+    // Node's TLS probes are attached within a drain tick of its capture; the traffic starts after.
+    assert!(
+        eventually(Duration::from_secs(10), || vigil
+            .listener_on(node_port)
+            .is_some_and(|process| process["tls"]
+                .as_str()
+                .is_some_and(|tls| tls.starts_with("attached")))),
+        "node's TLS probes: {:?}",
+        vigil.listener_on(node_port)
+    );
+    let go = keep_sending(move || assert_eq!(https_get(go_port), "200"));
+    let node = keep_sending(move || assert_eq!(https_get(node_port), "200"));
+    let mut node_statuses = Vec::new();
+    let flagged = eventually(Duration::from_secs(8), || {
+        node_statuses.extend(status_of(&vigil, "node-tls"));
+        status_of(&vigil, "go-tls") == Some(("unrecognized_protocol".into(), "tls".into()))
+    });
+    assert!(flagged, "{:?}", statuses(&vigil));
+    std::thread::sleep(Duration::from_secs(1));
+    node_statuses.extend(status_of(&vigil, "node-tls"));
+    for (stop, thread) in [go, node] {
+        stop.store(true, Ordering::Relaxed);
+        thread.join().unwrap();
+    }
+    // Young, it may still read process_too_young (provisional); never a reason of traffic vigil
+    // does not count.
+    assert!(
+        node_statuses
+            .last()
+            .is_some_and(|(status, _)| status == "monitored")
+            && node_statuses
+                .iter()
+                .all(|(status, _)| status == "monitored" || status == "process_too_young"),
+        "node's TLS is read: {node_statuses:?}"
+    );
+    let node_requests: f64 = samples(
+        &vigil.metrics(),
+        "http_server_request_duration_seconds_count",
+    )
+    .iter()
+    .filter(|(labels, _)| labels["k8s_pod_name"] == "node-tls")
+    .map(|(_, value)| value)
+    .sum();
+    assert!(node_requests > 0.0, "node's HTTPS requests are counted");
+    println!(
+        "Go's TLS reported unrecognized (tls); node's read and counted ({node_requests} requests)"
+    );
+}

@@ -62,7 +62,9 @@ fn start_server(server: &(&'static str, String), cert: &PathBuf, key: &PathBuf) 
     );
     let mut pod = Pod::start(
         server.0,
-        &[&server.1, "--port", &port_text, "--cert", &cert, "--key", &key],
+        &[
+            &server.1, "--port", &port_text, "--cert", &cert, "--key", &key,
+        ],
         |_| {},
     );
     assert_eq!(pod.read_line(), format!("listening {port}"));
@@ -107,7 +109,10 @@ fn run_client(port: u16) -> BTreeMap<(String, String), u64> {
 /// Server requests of the process serving `port`'s service in `/metrics`, by (route, status).
 fn server_counts(vigil: &Vigil, service: &str) -> BTreeMap<(String, String), u64> {
     let mut counts = BTreeMap::new();
-    for (labels, value) in samples(&vigil.metrics(), "http_server_request_duration_seconds_count") {
+    for (labels, value) in samples(
+        &vigil.metrics(),
+        "http_server_request_duration_seconds_count",
+    ) {
         if labels["service_name"] == service {
             *counts
                 .entry((
@@ -159,9 +164,17 @@ fn counted_exactly(server: (&'static str, String), vigil_first: bool, library: &
     let settled = eventually(Duration::from_secs(10), || {
         server_counts(&vigil, &service) == tally
     });
-    assert!(settled, "vigil  {:?}\nclient {tally:?}", server_counts(&vigil, &service));
+    assert!(
+        settled,
+        "vigil  {:?}\nclient {tally:?}",
+        server_counts(&vigil, &service)
+    );
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(server_counts(&vigil, &service), tally, "counted more than once");
+    assert_eq!(
+        server_counts(&vigil, &service),
+        tally,
+        "counted more than once"
+    );
     assert!(
         vigil.metric("vigil_probes_attached{program=\"vigil_ssl_read_return\"}") >= 1.0,
         "the binary counts in vigil_probes_attached"
