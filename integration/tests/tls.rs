@@ -2,7 +2,12 @@
 //! (uprobes per binary): node (OpenSSL linked statically into the executable) and Python's `ssl`
 //! (the system `libssl.so.3`), each started after vigil and before it, against the client's tally.
 
-use std::{collections::BTreeMap, path::PathBuf, process::Command, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
 
 use vigil_integration::{Pod, Vigil, eventually, free_port, require_root, samples, workspace};
 
@@ -53,7 +58,7 @@ fn python_https() -> (&'static str, String) {
     ("/usr/bin/python3", script.display().to_string())
 }
 
-fn start_server(server: &(&'static str, String), cert: &PathBuf, key: &PathBuf) -> (Pod, u16) {
+fn start_server(server: &(&'static str, String), cert: &Path, key: &Path) -> (Pod, u16) {
     let port = free_port();
     let (port_text, cert, key) = (
         port.to_string(),
