@@ -1,4 +1,4 @@
-//! HPACK decoding of one direction's header blocks (`loona-hpack`, one decoder per connection and
+//! HPACK decoding of one direction's header blocks (`httlib-hpack`, one decoder per connection and
 //! direction), and the fields vigil labels with.
 //!
 //! A direction whose dynamic table may differ from its peer's (a header block lost or undecodable, a
@@ -6,11 +6,9 @@
 //! that does not refer to the dynamic table (a static table entry, a literal with a static or literal
 //! name) is then decoded on its own, and the others are skipped. A field is never read from a table
 //! that may be wrong. (Splitting a block into fields is the one piece of HPACK written here: the crate
-//! decodes whole blocks only, and stops at the first field it cannot resolve.)
+//! stops at the first field it cannot resolve, without saying where the next one starts.)
 
-use std::borrow::Cow;
-
-use loona_hpack::Decoder;
+use httlib_hpack::Decoder;
 
 use super::super::known_method;
 
@@ -39,18 +37,33 @@ pub enum Decoding {
     JustLost,
 }
 
+/// The largest dynamic table a peer may ask for (`SETTINGS_HEADER_TABLE_SIZE` is the decoder's to
+/// set, and vigil does not see which the peer agreed to): a bound on what a connection makes vigil hold.
+/// The table starts at HPACK's 4 KiB, like the peer's.
+const MAX_DYNAMIC_TABLE: u32 = 64 * 1024;
+
 /// One direction's HPACK state.
 pub struct HeaderDecoder {
     decoder: Decoder<'static>,
     reliable: bool,
+    /// Decoded fields of the block being read (kept for their allocation).
+    decoded: Vec<(Vec<u8>, Vec<u8>, u8)>,
+}
+
+/// A decoder with HPACK's initial table, accepting size updates up to [`MAX_DYNAMIC_TABLE`].
+fn new_decoder() -> Decoder<'static> {
+    let mut decoder = Decoder::default();
+    decoder.set_max_dynamic_size(MAX_DYNAMIC_TABLE);
+    decoder
 }
 
 impl HeaderDecoder {
     /// A direction whose state is known from its start (`reliable`), or one adopted mid-way.
     pub fn new(reliable: bool) -> Self {
         HeaderDecoder {
-            decoder: Decoder::new(),
+            decoder: new_decoder(),
             reliable,
+            decoded: Vec::new(),
         }
     }
 
@@ -73,11 +86,15 @@ impl HeaderDecoder {
             decode_without_table(block, &mut fields);
             return (fields, Decoding::Unreliable);
         }
-        match self
-            .decoder
-            .decode_with_cb(block, |name, value| fields.add(&name, value))
-        {
-            Ok(()) => (fields, Decoding::Reliable),
+        let mut bytes = block.to_vec();
+        self.decoded.clear();
+        let result = self.decoder.decode(&mut bytes, &mut self.decoded);
+        // The fields before a failure were read with the right state: they count.
+        for (name, value, _) in &self.decoded {
+            fields.add(name, value);
+        }
+        match result {
+            Ok(_) => (fields, Decoding::Reliable),
             Err(_) => {
                 self.reliable = false;
                 (fields, Decoding::JustLost)
@@ -87,24 +104,24 @@ impl HeaderDecoder {
 }
 
 impl Fields {
-    fn add(&mut self, name: &[u8], value: Cow<[u8]>) {
+    fn add(&mut self, name: &[u8], value: &[u8]) {
         match name {
-            b":method" => self.method = Some(known_method(&value)),
+            b":method" => self.method = Some(known_method(value)),
             b":path" => {
-                self.path = std::str::from_utf8(&value)
+                self.path = std::str::from_utf8(value)
                     .ok()
                     .filter(|path| is_plausible_path(path))
                     .map(str::to_owned)
             }
             b":status" => {
-                self.status = std::str::from_utf8(&value)
+                self.status = std::str::from_utf8(value)
                     .ok()
                     .and_then(|status| status.parse().ok())
                     .filter(|status| (100..=999).contains(status))
             }
             b"content-type" => self.grpc = Some(value.starts_with(b"application/grpc")),
             b"grpc-status" => {
-                self.grpc_status = std::str::from_utf8(&value)
+                self.grpc_status = std::str::from_utf8(value)
                     .ok()
                     .and_then(|status| status.parse().ok())
             }
@@ -124,8 +141,13 @@ fn decode_without_table(block: &[u8], fields: &mut Fields) {
             return;
         };
         if independent {
-            let _ = Decoder::new()
-                .decode_with_cb(&rest[..length], |name, value| fields.add(&name, value));
+            let mut field = rest[..length].to_vec();
+            let mut decoded = Vec::with_capacity(1);
+            if new_decoder().decode(&mut field, &mut decoded).is_ok() {
+                for (name, value, _) in &decoded {
+                    fields.add(name, value);
+                }
+            }
         }
         rest = &rest[length..];
     }

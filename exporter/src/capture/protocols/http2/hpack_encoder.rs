@@ -1,7 +1,7 @@
 //! An HPACK encoder for tests that indexes like real HTTP/2 stacks (nghttp2, gRPC's chttp2): every
 //! field not in a table is added to the dynamic table, `:path` values included, so that later blocks
-//! refer to state a decoder can lose. (`loona_hpack::Encoder` never indexes a value whose name is in the
-//! static table, so it cannot show that.)
+//! refer to state a decoder can lose, and what it writes is decided by the table alone (the HPACK
+//! crates' encoders leave indexing to each call's flags).
 
 /// The static table entries the tests use (RFC 7541 Appendix A), with their indices.
 const STATIC: [(usize, &str, &str); 12] = [
