@@ -21,7 +21,7 @@
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::{map, uprobe, uretprobe},
-    maps::HashMap,
+    maps::LruHashMap,
     programs::{ProbeContext, RetProbeContext},
 };
 use vigil_common::IoEventKind;
@@ -41,9 +41,10 @@ struct SslCall {
     count_at: u64,
 }
 
-/// TLS calls in flight, by `pid_tgid` (a thread is in at most one).
+/// TLS calls in flight, by `pid_tgid` (a thread is in at most one). An LRU: the entry of a thread that
+/// never returned (killed inside the call) gives way to new calls instead of filling the map.
 #[map]
-static SSL_CALLS: HashMap<u64, SslCall> = HashMap::with_max_entries(16 * 1024, 0);
+static SSL_CALLS: LruHashMap<u64, SslCall> = LruHashMap::with_max_entries(16 * 1024, 0);
 
 /// The current tgid when vigil captures it.
 fn tracked_tgid() -> Option<u32> {
