@@ -218,3 +218,47 @@ fn python_https_server_started_before_vigil_is_counted_from_libssl() {
     }
     counted_exactly(python_https(), false, "libssl.so");
 }
+
+#[test]
+fn http2_over_tls_is_counted_exactly_from_the_plaintext() {
+    if !require_root("http2_over_tls_is_counted_exactly_from_the_plaintext") {
+        return;
+    }
+    let (_dir, cert, key) = certificate();
+    let vigil = Vigil::start(POD_LISTENERS);
+    let script = workspace().join("integration/workloads/tls/h2_server.js");
+    let (_pod, port) = start_server(&("node", script.display().to_string()), &cert, &key);
+    wait_tls_attached(&vigil, port);
+    let mut want = BTreeMap::new();
+    for (path, status, requests) in [("/hello", "200", 3_000), ("/missing", "404", 500)] {
+        let output = Command::new("h2load")
+            .args(["-n", &requests.to_string(), "-c", "2", "-m", "50"])
+            .arg(format!("https://127.0.0.1:{port}{path}"))
+            .output()
+            .expect("h2load");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.contains("Application protocol: h2"),
+            "h2 over TLS: {stdout}"
+        );
+        // h2load counts 4xx responses as done, not succeeded.
+        assert!(stdout.contains(&format!("{requests} done")), "{stdout}");
+        want.insert((path.to_owned(), status.to_owned()), requests);
+    }
+    let settled = eventually(Duration::from_secs(30), || {
+        server_counts(&vigil, "node") == want
+    });
+    assert!(
+        settled,
+        "vigil  {:?}\nh2load {want:?}",
+        server_counts(&vigil, "node")
+    );
+    for reason in ["adopted", "frames", "headers", "streams"] {
+        assert_eq!(
+            vigil.metric(&format!("vigil_http2_desync_total{{reason=\"{reason}\"}}")),
+            0.0,
+            "{reason}"
+        );
+    }
+    println!("HTTP/2 over TLS: {want:?} counted exactly");
+}

@@ -15,15 +15,20 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    os::unix::fs::MetadataExt,
+    fs::File,
+    os::{fd::AsRawFd, unix::fs::MetadataExt},
     path::PathBuf,
     sync::{Arc, Mutex},
 };
 
 use aya::{
     Ebpf,
-    programs::{UProbe, uprobe::UProbeLinkId, uprobe::UProbeScope},
+    programs::{
+        UProbe,
+        uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope},
+    },
 };
+use object::{Object, ObjectSection, ObjectSymbol};
 use vigil_common::io::programs;
 
 use super::KernelMetrics;
@@ -151,20 +156,21 @@ impl TlsProbes {
     }
 
     fn attach_process(&mut self, tgid: u32) -> (Option<BinaryId>, ProcessTls) {
-        let (id, path, is_library) = match find_binary(tgid) {
-            Ok(found) => found,
+        let binary = match find_binary(tgid) {
+            Ok(binary) => binary,
             Err(error) => return (None, ProcessTls::Failed(error)),
         };
-        if let Some(binary) = self.binaries.get_mut(&id) {
-            binary.users.insert(tgid);
-            return (Some(id), ProcessTls::Attached(path));
+        let id = binary.id;
+        if let Some(attached) = self.binaries.get_mut(&id) {
+            attached.users.insert(tgid);
+            return (Some(id), ProcessTls::Attached(binary.path));
         }
         if self.without_tls.contains(&(id.device, id.inode)) {
             return (None, ProcessTls::NoLibrary);
         }
-        match self.attach_binary(&path) {
+        match self.attach_binary(&binary) {
             Ok(links) => {
-                tracing::info!(tgid, binary = %path.display(), "TLS probes attached");
+                tracing::info!(tgid, binary = %binary.path.display(), "TLS probes attached");
                 self.binaries.insert(
                     id,
                     AttachedBinary {
@@ -173,48 +179,55 @@ impl TlsProbes {
                     },
                 );
                 self.update_gauges();
-                (Some(id), ProcessTls::Attached(path))
+                (Some(id), ProcessTls::Attached(binary.path))
             }
             // An executable without OpenSSL's API: it has no TLS vigil reads.
-            Err(AttachError::MissingSymbol(_)) if !is_library => {
+            Err(AttachError::MissingSymbol(_)) if !binary.is_library => {
                 self.without_tls.insert((id.device, id.inode));
                 (None, ProcessTls::NoLibrary)
             }
             Err(error) => {
-                tracing::warn!(tgid, binary = %path.display(), %error, "TLS probes not attached");
+                tracing::warn!(tgid, binary = %binary.path.display(), %error, "TLS probes not attached");
                 (None, ProcessTls::Failed(error.to_string()))
             }
         }
     }
 
-    /// Attaches every point to `path`; on a failure, detaches what it attached.
+    /// Attaches every point to the binary; on a failure, detaches what it attached. The file is
+    /// attached through vigil's own descriptor of it (`/proc/self/fd/N`), which stays valid when the
+    /// process it was found through exits meanwhile.
     fn attach_binary(
         &mut self,
-        path: &PathBuf,
+        binary: &Binary,
     ) -> Result<Vec<(&'static str, UProbeLinkId)>, AttachError> {
+        let offsets = symbol_offsets(&binary.file)?;
+        let target = PathBuf::from(format!("/proc/self/fd/{}", binary.file.as_raw_fd()));
         let mut ebpf = self.ebpf.lock().expect("eBPF object lock");
         let mut links = Vec::new();
         for (program, symbol, required) in ATTACH_POINTS {
+            let Some(&offset) = offsets.get(symbol) else {
+                if required {
+                    detach_all(&mut ebpf, links);
+                    return Err(AttachError::MissingSymbol(symbol));
+                }
+                continue;
+            };
             let result = uprobe(&mut ebpf, program).and_then(|probe| {
                 probe
-                    .attach(symbol, path, UProbeScope::AllProcesses)
-                    .map_err(|error| match error {
-                        aya::programs::ProgramError::UProbeError(
-                            aya::programs::uprobe::UProbeError::SymbolError { .. },
-                        ) => AttachError::MissingSymbol(symbol),
-                        error => AttachError::Attach(program, symbol, error.to_string()),
-                    })
+                    .attach(
+                        UProbeAttachLocation::AbsoluteOffset(offset),
+                        &target,
+                        UProbeScope::AllProcesses,
+                    )
+                    .map_err(|error| AttachError::Attach(program, symbol, error.to_string()))
             });
             match result {
                 Ok(link) => links.push((program, link)),
-                Err(AttachError::MissingSymbol(_)) if !required => {}
                 Err(error) => {
-                    if !matches!(error, AttachError::MissingSymbol(_)) {
-                        self.metrics
-                            .probe_errors
-                            .with_label_values(&[program, "attach"])
-                            .inc();
-                    }
+                    self.metrics
+                        .probe_errors
+                        .with_label_values(&[program, "attach"])
+                        .inc();
                     detach_all(&mut ebpf, links);
                     return Err(error);
                 }
@@ -266,6 +279,8 @@ impl TlsProbes {
 enum AttachError {
     #[error("no symbol {0}")]
     MissingSymbol(&'static str),
+    #[error("reading its symbols: {0}")]
+    Symbols(String),
     #[error("{0} on {1}: {2}")]
     Attach(&'static str, &'static str, String),
 }
@@ -289,9 +304,18 @@ fn detach_all(ebpf: &mut Ebpf, links: Vec<(&'static str, UProbeLinkId)>) {
     }
 }
 
+/// A binary a process uses for TLS, open.
+struct Binary {
+    id: BinaryId,
+    /// As the process sees it (`/proc/PID/root/…`, or `/proc/PID/exe`), for `/debug/discovery`.
+    path: PathBuf,
+    file: File,
+    is_library: bool,
+}
+
 /// The binary whose TLS `tgid` uses: the `libssl.so*` it maps, else its executable (which may link
-/// OpenSSL statically); its id, its path through the process's root, and whether it is a library.
-fn find_binary(tgid: u32) -> Result<(BinaryId, PathBuf, bool), String> {
+/// OpenSSL statically), opened.
+fn find_binary(tgid: u32) -> Result<Binary, String> {
     let maps = std::fs::read_to_string(format!("/proc/{tgid}/maps"))
         .map_err(|error| format!("reading /proc/{tgid}/maps: {error}"))?;
     let library = maps
@@ -306,11 +330,79 @@ fn find_binary(tgid: u32) -> Result<(BinaryId, PathBuf, bool), String> {
         Some(library) => (PathBuf::from(format!("/proc/{tgid}/root{library}")), true),
         None => (PathBuf::from(format!("/proc/{tgid}/exe")), false),
     };
-    let metadata =
-        std::fs::metadata(&path).map_err(|error| format!("{}: {error}", path.display()))?;
-    let id = BinaryId {
-        device: metadata.dev(),
-        inode: metadata.ino(),
-    };
-    Ok((id, path, is_library))
+    let file = File::open(&path).map_err(|error| format!("{}: {error}", path.display()))?;
+    let metadata = file
+        .metadata()
+        .map_err(|error| format!("{}: {error}", path.display()))?;
+    Ok(Binary {
+        id: BinaryId {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+        },
+        path,
+        file,
+        is_library,
+    })
+}
+
+/// The file offsets of OpenSSL's functions in `file` (those of [`ATTACH_POINTS`] it defines), from its
+/// dynamic symbols, else its symbol table: the ELF read once (mapped), where attaching by name would
+/// read it once per probe.
+fn symbol_offsets(file: &File) -> Result<HashMap<&'static str, u64>, AttachError> {
+    // SAFETY: a private, read-only mapping of a file vigil opened; a binary being rewritten in place
+    // while mapped (not how packages are installed) could only make the symbols read wrong.
+    let data = unsafe { memmap2::Mmap::map(file) }
+        .map_err(|error| AttachError::Symbols(error.to_string()))?;
+    let elf =
+        object::File::parse(&*data).map_err(|error| AttachError::Symbols(error.to_string()))?;
+    let wanted: BTreeSet<&'static str> =
+        ATTACH_POINTS.iter().map(|(_, symbol, _)| *symbol).collect();
+    let mut offsets = HashMap::new();
+    for symbol in elf.dynamic_symbols().chain(elf.symbols()) {
+        let Some(name) = symbol
+            .name()
+            .ok()
+            .and_then(|name| wanted.get(name).copied())
+        else {
+            continue;
+        };
+        if symbol.is_undefined() || offsets.contains_key(name) {
+            continue;
+        }
+        let Some(section) = symbol
+            .section_index()
+            .and_then(|index| elf.section_by_index(index).ok())
+        else {
+            continue;
+        };
+        if let Some((section_offset, _)) = section.file_range() {
+            offsets.insert(name, symbol.address() - section.address() + section_offset);
+        }
+        if offsets.len() == wanted.len() {
+            break;
+        }
+    }
+    Ok(offsets)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn openssl_functions_are_found_in_the_system_libssl_and_not_in_a_binary_without_it() {
+        let libssl = Path::new("/usr/lib/x86_64-linux-gnu/libssl.so.3");
+        if !libssl.exists() {
+            println!("skipped: no {}", libssl.display());
+            return;
+        }
+        let offsets = symbol_offsets(&File::open(libssl).unwrap()).unwrap();
+        for (_, symbol, _) in ATTACH_POINTS {
+            assert!(offsets.contains_key(symbol), "{symbol} in {offsets:?}");
+        }
+        let none = symbol_offsets(&File::open("/bin/true").unwrap()).unwrap();
+        assert!(none.is_empty(), "{none:?}");
+    }
 }
