@@ -30,7 +30,8 @@ rounds) prints the time vigil's eBPF programs ran per request, for the server an
 Last, a syscall loop (integration/workloads/syscall-loop, built with cc) measures the kernel side alone,
 with far less noise than a server: what a hooked syscall costs a process vigil does not capture, one
 it captures, and a syscall vigil does not hook, each against the same loop with no vigil running.
-No assertion: figures only. Needs root (vigil loads eBPF).
+No assertion: figures only. Needs root (vigil loads eBPF). Its gRPC (HTTP/2) and HTTPS variants are in
+scripts/bench-protocols.py, which reuses this script's helpers.
 
 Usage: scripts/bench-http.py [--rounds N] [--seconds S] [--connections C] [--rate R] [--placement P]
 """

