@@ -2,7 +2,9 @@
 //! use for TLS: the `libssl.so.*` a process maps (`/proc/PID/maps`), or its executable when that links
 //! OpenSSL statically and exports its API (node). One uprobe set serves every process mapping the
 //! binary (the programs test the process filter first); it is attached when the first captured process
-//! using it is seen and detached when the last one is gone.
+//! using it is seen, and detached once no captured process has used it for [`UNUSED_BINARY_LINGER`]
+//! (short-lived processes of the same binary coming and going would otherwise attach and detach it
+//! each time, and registering a uprobe walks every process that maps the file).
 //!
 //! Discovery calls [`TlsProbes::sync`] with the captured processes on every drain tick (a process just
 //! captured, provisional included, gets its probes before it serves much) and, with `recheck`, on
@@ -19,6 +21,7 @@ use std::{
     os::{fd::AsRawFd, unix::fs::MetadataExt},
     path::PathBuf,
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use aya::{
@@ -32,6 +35,9 @@ use object::{Object, ObjectSection, ObjectSymbol};
 use vigil_common::io::programs;
 
 use super::KernelMetrics;
+
+/// How long a binary keeps its probes after its last captured process is gone.
+pub const UNUSED_BINARY_LINGER: Duration = Duration::from_secs(60);
 
 /// What is attached to a TLS binary: (program, symbol, required). A binary without a required symbol
 /// is not a TLS library vigil reads; the `_ex` variants are OpenSSL 1.1.1 and later.
@@ -68,6 +74,8 @@ struct BinaryId {
 struct AttachedBinary {
     links: Vec<(&'static str, UProbeLinkId)>,
     users: BTreeSet<u32>,
+    /// Since when no captured process uses it.
+    unused_since: Option<Instant>,
 }
 
 /// The TLS probes of one captured process.
@@ -116,12 +124,15 @@ impl TlsProbes {
         }
     }
 
-    /// Brings the probes in line with the captured processes: attaches for those new, detaches what no
-    /// captured process uses any more; with `recheck`, looks again at processes without a library or
-    /// whose attachment failed.
+    /// Brings the probes in line with the captured processes: attaches for those new, releases those
+    /// gone; with `recheck`, looks again at processes without a library or whose attachment failed, and
+    /// detaches the binaries unused for [`UNUSED_BINARY_LINGER`].
     pub fn sync(&mut self, captured: &BTreeSet<u32>, recheck: bool) {
         if !self.loaded {
             return;
+        }
+        if recheck {
+            self.detach_unused(Instant::now());
         }
         let gone: Vec<u32> = self
             .processes
@@ -163,6 +174,7 @@ impl TlsProbes {
         let id = binary.id;
         if let Some(attached) = self.binaries.get_mut(&id) {
             attached.users.insert(tgid);
+            attached.unused_since = None;
             return (Some(id), ProcessTls::Attached(binary.path));
         }
         if self.without_tls.contains(&(id.device, id.inode)) {
@@ -176,6 +188,7 @@ impl TlsProbes {
                     AttachedBinary {
                         links,
                         users: BTreeSet::from([tgid]),
+                        unused_since: None,
                     },
                 );
                 self.update_gauges();
@@ -236,27 +249,47 @@ impl TlsProbes {
         Ok(links)
     }
 
-    /// `tgid` is no longer captured: the binary it used loses a user, and its probes with the last.
+    /// `tgid` is no longer captured: the binary it used loses a user (and, with its last, starts to
+    /// linger).
     fn release(&mut self, tgid: u32) {
         let Some((Some(id), _)) = self.processes.remove(&tgid) else {
             return;
         };
-        let Some(binary) = self.binaries.get_mut(&id) else {
-            return;
-        };
-        binary.users.remove(&tgid);
-        if binary.users.is_empty() {
-            let binary = self.binaries.remove(&id).expect("present");
-            detach_all(
-                &mut self.ebpf.lock().expect("eBPF object lock"),
-                binary.links,
-            );
-            tracing::info!(
-                tgid,
-                "TLS probes detached: no captured process uses the binary"
-            );
-            self.update_gauges();
+        if let Some(binary) = self.binaries.get_mut(&id) {
+            binary.users.remove(&tgid);
+            if binary.users.is_empty() {
+                binary.unused_since = Some(Instant::now());
+            }
         }
+    }
+
+    /// Detaches the binaries no captured process has used for [`UNUSED_BINARY_LINGER`].
+    fn detach_unused(&mut self, now: Instant) {
+        let unused: Vec<BinaryId> = self
+            .binaries
+            .iter()
+            .filter(|(_, binary)| {
+                binary.unused_since.is_some_and(|since| {
+                    now.saturating_duration_since(since) >= UNUSED_BINARY_LINGER
+                })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if unused.is_empty() {
+            return;
+        }
+        let mut ebpf = self.ebpf.lock().expect("eBPF object lock");
+        for id in unused {
+            let binary = self.binaries.remove(&id).expect("present");
+            detach_all(&mut ebpf, binary.links);
+            tracing::info!(
+                device = id.device,
+                inode = id.inode,
+                "TLS probes detached: no captured process used the binary for a minute"
+            );
+        }
+        drop(ebpf);
+        self.update_gauges();
     }
 
     fn update_gauges(&self) {
