@@ -208,6 +208,22 @@ impl Vigil {
         })
     }
 
+    /// Waits until the process listening on `port` is captured (provisional or instrumented: its
+    /// filter entry is in place); requests sent between its `listen` and that moment (one drain
+    /// interval) are not seen.
+    pub fn wait_captured(&self, port: u16) {
+        let captured = |process: &serde_json::Value| {
+            process["state"] == "provisional" || process["state"] == "instrumented"
+        };
+        assert!(
+            eventually(Duration::from_secs(5), || self
+                .listener_on(port)
+                .is_some_and(|process| captured(&process))),
+            "the server on {port} was captured: {:?}",
+            self.listener_on(port)
+        );
+    }
+
     pub fn wait_ready(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
@@ -474,6 +490,32 @@ pub fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
         }
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A throwaway self-signed certificate for 127.0.0.1 (an EC key, made by `openssl` in ~10 ms), in a
+/// new directory removed on drop: (directory, certificate, key).
+pub fn self_signed_certificate() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl (Debian openssl)");
+    assert!(status.success(), "openssl made a certificate");
+    (dir, cert, key)
 }
 
 #[cfg(test)]

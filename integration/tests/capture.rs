@@ -98,27 +98,13 @@ fn captured_node_server() -> (Vigil, u16, Pod) {
     let vigil = Vigil::start(POD_LISTENERS);
     let port = free_port();
     let pod = node_server_pod(port);
-    wait_captured(&vigil, port);
+    vigil.wait_captured(port);
     (vigil, port, pod)
 }
 
 /// A buffered connection to the server on `port`.
 fn connect(port: u16) -> std::io::BufReader<std::net::TcpStream> {
     std::io::BufReader::new(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
-}
-
-/// Waits until the process listening on `port` is captured (its filter entry is in place): requests
-/// sent between its `listen` and that moment (one drain interval) are not seen.
-fn wait_captured(vigil: &Vigil, port: u16) {
-    assert!(
-        eventually(Duration::from_secs(5), || vigil
-            .listener_on(port)
-            .is_some_and(
-                |process| process["state"] == "provisional" || process["state"] == "instrumented"
-            )),
-        "the server on {port} was captured: {:?}",
-        vigil.listener_on(port)
-    );
 }
 
 fn route_of_node_path(path: &str) -> String {
@@ -234,7 +220,7 @@ fn python_http_server_requests_are_counted_exactly() {
         },
     );
     assert_eq!(pod.read_line(), format!("listening {port}"));
-    wait_captured(&vigil, port);
+    vigil.wait_captured(port);
     // Keep-alive (HTTP/1.1 with Content-Length; no Nagle delay between the head and body writes) for
     // files; an error response closes the connection, so the 404s come one connection per request, as
     // do a share of the 200s (recvfrom/sendto here).
@@ -647,7 +633,7 @@ fn recvmsg_sendmsg_readv_and_sendfile_servers_are_captured_with_their_body_sizes
             "http_response_status_code",
         )
     };
-    wait_captured(&vigil, port);
+    vigil.wait_captured(port);
     let mut keep_alive = connect(port);
     let mut answered = 0;
     for _ in 0..200 {
@@ -661,7 +647,7 @@ fn recvmsg_sendmsg_readv_and_sendfile_servers_are_captured_with_their_body_sizes
     // readv / send + sendfile, the body delimited by the close: its size is counted from sendfile.
     let port = free_port();
     let _vector = vectored_server_pod(port, "vector");
-    wait_captured(&vigil, port);
+    vigil.wait_captured(port);
     for _ in 0..50 {
         let mut once = connect(port);
         let (status, body) = http_client::exchange_with_body(

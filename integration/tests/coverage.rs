@@ -17,7 +17,8 @@ use std::{
 use vigil_integration::{
     Pod, Vigil, eventually,
     fake_apiserver::{FakeApiServer, pod},
-    free_port, http_client, load, require_root, samples, workload_binary, workspace,
+    free_port, http_client, load, require_root, samples, self_signed_certificate, workload_binary,
+    workspace,
 };
 
 const NODE: &str = "node-a";
@@ -275,31 +276,6 @@ fn go_https_server() -> std::path::PathBuf {
     binary
 }
 
-/// A self-signed certificate for 127.0.0.1: (dir, cert, key).
-fn certificate() -> (tempfile::TempDir, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let status = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(status.success());
-    let text = |path: std::path::PathBuf| path.display().to_string();
-    (dir, text(cert), text(key))
-}
-
 /// One HTTPS request on a new connection (curl, certificate not verified); its status.
 fn https_get(port: u16) -> String {
     let output = std::process::Command::new("curl")
@@ -316,7 +292,8 @@ fn tls_vigil_cannot_read_is_reported_and_tls_it_reads_is_monitored() {
         return;
     }
     let go_server = go_https_server();
-    let (_certs, cert, key) = certificate();
+    let (_certs, cert, key) = self_signed_certificate();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
     let server = FakeApiServer::start();
     let kubeconfig = server.kubeconfig();
     let config = format!(

@@ -53,19 +53,6 @@ fn server_pod(program: &str, script: &str, extra: &[&str]) -> (Pod, u16) {
     (pod, port)
 }
 
-/// Waits until the process listening on `port` is captured.
-fn wait_captured(vigil: &Vigil, port: u16) {
-    assert!(
-        eventually(Duration::from_secs(5), || vigil
-            .listener_on(port)
-            .is_some_and(
-                |process| process["state"] == "provisional" || process["state"] == "instrumented"
-            )),
-        "the server on {port} was captured: {:?}",
-        vigil.listener_on(port)
-    );
-}
-
 /// Runs a gRPC client (not in a pod: not captured) to completion; its tally by "Method/STATUS".
 fn run_client(program: &str, script: &str, port: u16, plan: &str) -> BTreeMap<String, u64> {
     let output = Command::new(program)
@@ -114,7 +101,7 @@ fn served_calls_are_counted_by_method_and_status(
 ) {
     let vigil = Vigil::start(POD_LISTENERS);
     let (_pod, port) = server_pod(server.0, &server.1, &[]);
-    wait_captured(&vigil, port);
+    vigil.wait_captured(port);
     let tally = run_client(client.0, &client.2, port, PLAN);
     assert_eq!(tally.values().sum::<u64>(), 25, "{tally:?}");
     assert_eq!(tally.get("FailMidway/ABORTED"), Some(&2), "{tally:?}");
@@ -243,7 +230,7 @@ fn h2load_with_a_hundred_streams_per_connection_is_counted_exactly() {
     let vigil = Vigil::start(POD_LISTENERS);
     let script = workspace().join("integration/workloads/h2/h2c_server.js");
     let (_pod, port) = server_pod("node", &script.display().to_string(), &[]);
-    wait_captured(&vigil, port);
+    vigil.wait_captured(port);
     let ok = h2load(&format!("http://127.0.0.1:{port}/hello"), 6_000, 3, 100);
     let missing = h2load(&format!("http://127.0.0.1:{port}/missing"), 1_000, 2, 100);
     let want = BTreeMap::from([
@@ -312,7 +299,7 @@ fn vigil_started_while_grpc_connections_are_busy_counts_later_calls_without_wron
     assert_eq!(line.trim(), "started");
 
     let vigil = Vigil::start(POD_LISTENERS);
-    wait_captured(&vigil, port);
+    vigil.wait_captured(port);
     let counted = || rpc_counts(&vigil, "rpc_server_call_duration_seconds", "node");
     assert!(
         eventually(Duration::from_secs(10), || counted().values().sum::<u64>()

@@ -9,43 +9,14 @@ use std::{
     time::Duration,
 };
 
-use vigil_integration::{Pod, Vigil, eventually, free_port, require_root, samples, workspace};
+use vigil_integration::{
+    Pod, Vigil, eventually, free_port, require_root, samples, self_signed_certificate, workspace,
+};
 
 const POD_LISTENERS: &str =
     "discovery:\n  instrument: [{open_ports: '1-65535', container: true}]\n";
 
 const PLAN: &str = "/ok:40,/missing:7,/fail:3";
-
-/// A self-signed certificate and key for 127.0.0.1 in a new directory: (dir, cert, key).
-fn certificate() -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(status.success());
-    (dir, cert, key)
-}
 
 /// An HTTPS server workload: (program, script).
 fn node_https() -> (&'static str, String) {
@@ -150,7 +121,7 @@ fn which(program: &str) -> PathBuf {
 /// Starts vigil and the server in the order asked, runs the client, and checks every request is
 /// counted once with its route and status.
 fn counted_exactly(server: (&'static str, String), vigil_first: bool, library: &str) {
-    let (_dir, cert, key) = certificate();
+    let (_dir, cert, key) = self_signed_certificate();
     let (vigil, (_pod, port)) = match vigil_first {
         true => {
             let vigil = Vigil::start(POD_LISTENERS);
@@ -224,7 +195,7 @@ fn http2_over_tls_is_counted_exactly_from_the_plaintext() {
     if !require_root("http2_over_tls_is_counted_exactly_from_the_plaintext") {
         return;
     }
-    let (_dir, cert, key) = certificate();
+    let (_dir, cert, key) = self_signed_certificate();
     let vigil = Vigil::start(POD_LISTENERS);
     let script = workspace().join("integration/workloads/tls/h2_server.js");
     let (_pod, port) = start_server(&("node", script.display().to_string()), &cert, &key);

@@ -112,6 +112,17 @@ struct OpenFrame {
     payload: Option<Vec<u8>>,
 }
 
+impl OpenFrame {
+    /// The frame, read whole by the transfer that returned at `at_ns`.
+    fn into_event(self, at_ns: u64) -> FrameEvent {
+        FrameEvent::Frame(Frame {
+            head: self.head,
+            payload: self.payload,
+            at_ns,
+        })
+    }
+}
+
 /// One direction's framing position.
 #[derive(Debug)]
 pub struct FrameReader {
@@ -167,12 +178,7 @@ impl FrameReader {
                 open.remaining -= taken;
                 offset += taken;
                 if open.remaining == 0 {
-                    let open = self.open.take().expect("open frame");
-                    out.push(FrameEvent::Frame(Frame {
-                        head: open.head,
-                        payload: open.payload,
-                        at_ns,
-                    }));
+                    out.push(self.open.take().expect("open frame").into_event(at_ns));
                 }
                 continue;
             }
@@ -196,12 +202,7 @@ impl FrameReader {
                 payload: head.keeps_payload().then(Vec::new),
             });
             if head.length == 0 {
-                let open = self.open.take().expect("open frame");
-                out.push(FrameEvent::Frame(Frame {
-                    head: open.head,
-                    payload: open.payload,
-                    at_ns,
-                }));
+                out.push(self.open.take().expect("open frame").into_event(at_ns));
             }
         }
     }
@@ -246,17 +247,19 @@ pub fn header_block_fragment(flags: u8, payload: &[u8]) -> Option<&[u8]> {
     fragment.get(..fragment.len().checked_sub(padding)?)
 }
 
+/// A frame's bytes, for tests: its head, then `payload`.
+#[cfg(test)]
+pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let length = (payload.len() as u32).to_be_bytes();
+    let mut bytes = vec![length[1], length[2], length[3], kind, flags];
+    bytes.extend_from_slice(&stream.to_be_bytes());
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let length = (payload.len() as u32).to_be_bytes();
-        let mut bytes = vec![length[1], length[2], length[3], kind, flags];
-        bytes.extend_from_slice(&stream.to_be_bytes());
-        bytes.extend_from_slice(payload);
-        bytes
-    }
 
     fn frames(events: &[FrameEvent]) -> Vec<(u8, u32, Option<Vec<u8>>)> {
         events

@@ -2,7 +2,7 @@
 
 use prometheus::Registry;
 
-use super::{hpack_encoder::IndexingEncoder, *};
+use super::{frames::frame, hpack_encoder::IndexingEncoder, *};
 
 /// One side of a conversation: writes frames with its own HPACK encoder.
 struct Peer {
@@ -20,14 +20,6 @@ impl Peer {
         let block = self.encoder.encode(fields);
         frame(HEADERS, flags | END_HEADERS, stream, &block)
     }
-}
-
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let length = (payload.len() as u32).to_be_bytes();
-    let mut bytes = vec![length[1], length[2], length[3], kind, flags];
-    bytes.extend_from_slice(&stream.to_be_bytes());
-    bytes.extend_from_slice(payload);
-    bytes
 }
 
 fn settings() -> Vec<u8> {
