@@ -98,11 +98,25 @@ pub struct Vigil {
 impl Vigil {
     /// Starts vigil with a YAML config file (may be empty) and extra flags, on a free port.
     pub fn spawn(config_yaml: &str, extra_args: &[&str]) -> Vigil {
+        Vigil::spawn_wrapped(&[], config_yaml, extra_args)
+    }
+
+    /// [`Vigil::spawn`] through `wrapper` (a program and its arguments that exec vigil, such as
+    /// `setpriv` with a capability set); none when empty.
+    pub fn spawn_wrapped(wrapper: &[&str], config_yaml: &str, extra_args: &[&str]) -> Vigil {
         let port = free_port();
         let config = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
         std::fs::write(config.path(), config_yaml).unwrap();
         let (_, config_path) = config.keep().unwrap();
-        let mut child = Command::new(vigil_binary())
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(vigil_binary());
+                command
+            }
+            None => Command::new(vigil_binary()),
+        };
+        let mut child = command
             .arg("--config")
             .arg(&config_path)
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))

@@ -781,3 +781,101 @@ fn the_dockerfile_builds_with_the_toolchain_of_setup() {
         "this machine's rustc is RUST_VERSION"
     );
 }
+
+/// The effective capabilities of process `pid` (`CapEff` of /proc/PID/status).
+fn effective_capabilities(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let hex = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .expect("CapEff")
+        .trim();
+    u64::from_str_radix(hex, 16).unwrap()
+}
+
+/// Root only: vigil run as the DaemonSet runs it — root with every capability dropped but the ones the
+/// DaemonSet adds (setpriv's bounding set; no ambient or inheritable ones) — becomes ready and counts
+/// the requests of a server it captures.
+#[test]
+fn vigil_with_exactly_the_daemonsets_capabilities_is_ready_and_captures_requests() {
+    if !vigil_integration::require_root(
+        "vigil_with_exactly_the_daemonsets_capabilities_is_ready_and_captures_requests",
+    ) {
+        return;
+    }
+    let daemonset = object("DaemonSet");
+    let added = strings(
+        &daemonset["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]
+            ["add"],
+    );
+    let bounding = format!(
+        "--bounding-set=-all,{}",
+        added
+            .iter()
+            .map(|capability| format!("+{}", capability.to_lowercase()))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let port = vigil_integration::free_port();
+    let vigil = vigil_integration::Vigil::spawn_wrapped(
+        &[
+            "setpriv",
+            "--inh-caps=-all",
+            "--ambient-caps=-all",
+            &bounding,
+        ],
+        &format!("discovery:\n  instrument: [{{open_ports: '{port}'}}]\n"),
+        &[],
+    );
+    vigil.wait_ready(std::time::Duration::from_secs(20));
+    // Exactly the DaemonSet's capabilities, by their bit numbers (capability.h).
+    let bits: BTreeMap<&str, u32> = [
+        ("DAC_READ_SEARCH", 2),
+        ("SYS_PTRACE", 19),
+        ("PERFMON", 38),
+        ("BPF", 39),
+    ]
+    .into();
+    let wanted = added
+        .iter()
+        .map(|capability| 1u64 << bits[capability.as_str()])
+        .fold(0, |mask, bit| mask | bit);
+    assert_eq!(
+        effective_capabilities(vigil.pid()),
+        wanted,
+        "vigil's CapEff"
+    );
+
+    let mut server = Command::new("node")
+        .arg("server.js")
+        .current_dir(workspace().join("integration/workloads/http-server"))
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), format!("listening {port}"));
+    vigil.wait_captured(port);
+    for _ in 0..20 {
+        assert_eq!(vigil_integration::http_client::get_once(port, "/"), 200);
+    }
+    let counted = || {
+        vigil_integration::samples(
+            &vigil.metrics(),
+            "http_server_request_duration_seconds_count",
+        )
+        .iter()
+        .map(|(_, value)| *value)
+        .sum::<f64>()
+    };
+    let all =
+        vigil_integration::eventually(std::time::Duration::from_secs(10), || counted() == 20.0);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(all, "{} of 20 requests counted", counted());
+}
