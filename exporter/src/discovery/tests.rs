@@ -246,8 +246,15 @@ fn an_unconfirmed_exit_of_a_live_process_is_a_thread_exit_and_not_retried() {
 
 #[test]
 fn a_matching_process_that_dies_young_is_short_lived_and_never_published() {
-    let (mut child, mut discovery, filter, registry) = instrumented_sleeper("short-lived");
+    // A lower bound far above the sleeper's life, so that a loaded machine (the test is timed by the
+    // kill below, not by a clock) never lets it reach the minimum age first.
+    let mut child = sleeper("short-lived");
+    let (mut discovery, filter, registry) =
+        discovery("{min_process_age_min: 20s, min_process_age_max: 60s}");
+    std::thread::sleep(Duration::from_millis(50));
+    discovery.reconcile(Instant::now()).unwrap();
     let pid = child.id();
+    assert!(filter.contains(pid), "the sleeper is instrumented");
     assert_eq!(state_of(&discovery, pid), Some(ProcessState::Provisional));
     child.kill().unwrap();
     child.wait().unwrap();
@@ -260,7 +267,7 @@ fn a_matching_process_that_dies_young_is_short_lived_and_never_published() {
     assert_eq!(sample(&registry, "vigil_short_lived_processes_total"), 1.0);
     assert_eq!(sample(&registry, "vigil_published_processes_total"), 0.0);
     // It lived ~50 ms: twice that is under the lower bound.
-    assert_eq!(sample(&registry, "vigil_min_process_age_seconds"), 0.5);
+    assert_eq!(sample(&registry, "vigil_min_process_age_seconds"), 20.0);
 }
 
 #[test]
