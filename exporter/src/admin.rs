@@ -4,6 +4,9 @@
 //! `/ready` answers 200 once the eBPF programs have been loaded and attached (a program that failed is
 //! reported in `vigil_probes_attached` and the log; it does not hold readiness back) and the first /proc
 //! scan has seeded the process table; until then 503 with what it is waiting for.
+//!
+//! `/metrics` is gzip-compressed when the request accepts it (`Accept-Encoding: gzip`, as Prometheus
+//! always sends), and leaves out empty-valued labels.
 
 use std::{
     convert::Infallible,
@@ -87,6 +90,38 @@ fn respond(
         .expect("static response parts are valid")
 }
 
+/// Whether `Accept-Encoding` lists gzip with a non-zero quality (RFC 9110 §12.5.3).
+fn accepts_gzip(headers: &header::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let refused = parts.any(|parameter| {
+                parameter
+                    .strip_prefix("q=")
+                    .and_then(|quality| quality.parse::<f32>().ok())
+                    .is_some_and(|quality| quality == 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
+/// `bytes` gzip-compressed at the fastest level (a scrape's CPU matters more than the last few percent).
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder
+        .write_all(bytes)
+        .expect("compressing into memory does not fail");
+    encoder
+        .finish()
+        .expect("compressing into memory does not fail")
+}
+
 fn route(state: &AdminState, request: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     const TEXT: &str = "text/plain; charset=utf-8";
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
@@ -94,11 +129,26 @@ fn route(state: &AdminState, request: &Request<hyper::body::Incoming>) -> Respon
     }
     match request.uri().path() {
         "/" => respond(StatusCode::OK, "text/html; charset=utf-8", LANDING_PAGE),
-        "/metrics" => respond(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            crate::metrics::encode(&state.registry),
-        ),
+        "/metrics" => {
+            let text = crate::metrics::encode(&state.registry);
+            let content_type = "text/plain; version=0.0.4; charset=utf-8";
+            match accepts_gzip(request.headers()) {
+                true => {
+                    let mut response = respond(StatusCode::OK, content_type, gzip(text.as_bytes()));
+                    let headers = response.headers_mut();
+                    headers.insert(
+                        header::CONTENT_ENCODING,
+                        header::HeaderValue::from_static("gzip"),
+                    );
+                    headers.insert(
+                        header::VARY,
+                        header::HeaderValue::from_static("Accept-Encoding"),
+                    );
+                    response
+                }
+                false => respond(StatusCode::OK, content_type, text),
+            }
+        }
         "/live" => respond(StatusCode::OK, TEXT, "ok\n"),
         "/ready" => match state.readiness.waiting_for() {
             None => respond(StatusCode::OK, TEXT, "ready\n"),
@@ -175,5 +225,47 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: Canc
                 () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepts(values: &[&str]) -> bool {
+        let mut headers = header::HeaderMap::new();
+        for value in values {
+            headers.append(
+                header::ACCEPT_ENCODING,
+                header::HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        accepts_gzip(&headers)
+    }
+
+    #[test]
+    fn gzip_is_used_when_accepted_and_only_then() {
+        // What Prometheus sends.
+        assert!(accepts(&["gzip"]));
+        assert!(accepts(&["deflate, GZIP;q=0.5"]));
+        assert!(accepts(&["br", "gzip"]));
+        assert!(accepts(&["*"]));
+        assert!(!accepts(&[]));
+        assert!(!accepts(&["identity"]));
+        assert!(!accepts(&["gzip;q=0", "br"]));
+        assert!(!accepts(&["x-gzip-like"]));
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        use std::io::Read as _;
+        let text = "metric{a=\"b\"} 1\n".repeat(1000);
+        let compressed = gzip(text.as_bytes());
+        assert!(compressed.len() < text.len() / 10);
+        let mut plain = String::new();
+        flate2::read::GzDecoder::new(&compressed[..])
+            .read_to_string(&mut plain)
+            .unwrap();
+        assert_eq!(plain, text);
     }
 }

@@ -472,9 +472,38 @@ fn missing_sample(exposition: &str, sample: &str) -> String {
     )
 }
 
+/// A sample's labels by name. vigil leaves empty-valued labels out of its exposition (in Prometheus an
+/// empty label is no label); indexing a label the sample does not carry gives the empty value, as a
+/// PromQL matcher `label=""` would.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Labels(BTreeMap<String, String>);
+
+impl std::ops::Index<&str> for Labels {
+    type Output = String;
+
+    fn index(&self, name: &str) -> &String {
+        static EMPTY: String = String::new();
+        self.0.get(name).unwrap_or(&EMPTY)
+    }
+}
+
+impl std::ops::Deref for Labels {
+    type Target = BTreeMap<String, String>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl FromIterator<(String, String)> for Labels {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Self {
+        Labels(pairs.into_iter().collect())
+    }
+}
+
 /// The samples of `name` (a metric name as printed, e.g. `http_server_request_duration_seconds_count`)
 /// in a text exposition: each with its labels by name and its value.
-pub fn samples(exposition: &str, name: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+pub fn samples(exposition: &str, name: &str) -> Vec<(Labels, f64)> {
     let prefix = format!("{name}{{");
     exposition
         .lines()

@@ -223,7 +223,7 @@ fn the_unmonitored_pod_gauge_names_the_pod_and_the_reason_and_clears() {
 
     // A replica whose server has not opened its port: its process matches no selector yet.
     let (late, _) = replica(&server, "web-late", 4_000);
-    let late_status = "vigil_pod_monitoring_status{k8s_namespace_name=\"shop\",k8s_pod_name=\"web-late\",protocol=\"\",status=\"no_matching_process\"}";
+    let late_status = "vigil_pod_monitoring_status{k8s_namespace_name=\"shop\",k8s_pod_name=\"web-late\",status=\"no_matching_process\"}";
     let mut exposition = String::new();
     assert!(
         eventually(Duration::from_secs(3), || {

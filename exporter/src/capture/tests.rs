@@ -128,7 +128,7 @@ fn server_count(registry: &Registry, method: &str, status: u16, route: &str) -> 
     sample(
         registry,
         &format!(
-            "http_server_request_duration_seconds_count{{http_request_method=\"{method}\",http_response_status_code=\"{status}\",http_route=\"{route}\",service_name=\"sleep\",service_namespace=\"\"}}"
+            "http_server_request_duration_seconds_count{{http_request_method=\"{method}\",http_response_status_code=\"{status}\",http_route=\"{route}\",service_name=\"sleep\"}}"
         ),
     )
 }
@@ -180,7 +180,7 @@ fn keep_alive_requests_pair_in_order_with_their_durations() {
     assert_eq!(server_count(&registry, "DELETE", 500, "/users/{id}"), 1.0);
     let sum = sample(
         &registry,
-        "http_server_request_duration_seconds_sum{http_request_method=\"GET\",http_response_status_code=\"404\",http_route=\"/missing/page\",service_name=\"sleep\",service_namespace=\"\"}",
+        "http_server_request_duration_seconds_sum{http_request_method=\"GET\",http_response_status_code=\"404\",http_route=\"/missing/page\",service_name=\"sleep\"}",
     );
     assert!(
         (sum - 0.1).abs() < 1e-9,
@@ -220,7 +220,8 @@ fn client_requests_are_timed_from_request_write_to_response_read() {
         ],
         &discovery,
     );
-    let labels = "{http_request_method=\"PUT\",http_response_status_code=\"204\",service_name=\"sleep\",service_namespace=\"\"}";
+    let labels =
+        "{http_request_method=\"PUT\",http_response_status_code=\"204\",service_name=\"sleep\"}";
     assert_eq!(
         sample(
             &registry,
@@ -334,7 +335,7 @@ fn a_request_line_written_in_pieces_is_put_together() {
     assert_eq!(server_count(&registry, "GET", 200, "/users/{id}"), 1.0);
     let sum = sample(
         &registry,
-        "http_server_request_duration_seconds_sum{http_request_method=\"GET\",http_response_status_code=\"200\",http_route=\"/users/{id}\",service_name=\"sleep\",service_namespace=\"\"}",
+        "http_server_request_duration_seconds_sum{http_request_method=\"GET\",http_response_status_code=\"200\",http_route=\"/users/{id}\",service_name=\"sleep\"}",
     );
     assert!(
         (sum - 0.011).abs() < 1e-9,
@@ -399,7 +400,7 @@ fn body_size(
 ) -> (f64, f64) {
     let route = route.map_or(String::new(), |route| format!(",http_route=\"{route}\""));
     let labels = format!(
-        "{{http_request_method=\"{method}\",http_response_status_code=\"{status}\"{route},service_name=\"sleep\",service_namespace=\"\"}}"
+        "{{http_request_method=\"{method}\",http_response_status_code=\"{status}\"{route},service_name=\"sleep\"}}"
     );
     (
         sample(registry, &format!("{family}_count{labels}")),

@@ -1,0 +1,134 @@
+//! Root only: what a scrape of `/metrics` costs on the wire. Compressed with gzip when the scraper asks
+//! for it (as Prometheus always does), identical once decompressed; and no empty-valued label on any line
+//! (a process outside Kubernetes has every `k8s_*` label empty).
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::TcpStream,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use vigil_integration::{Background, Vigil, eventually, free_port, require_root, workspace};
+
+/// `GET /metrics` over one connection with `accept_encoding`; the response's headers (lower-cased
+/// names) and body.
+fn scrape(port: u16, accept_encoding: Option<&str>) -> (Vec<(String, String)>, Vec<u8>) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let encoding = accept_encoding
+        .map(|value| format!("Accept-Encoding: {value}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: vigil\r\n{encoding}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':').unwrap();
+        headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    let mut body = Vec::new();
+    reader.read_to_end(&mut body).unwrap();
+    (headers, body)
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(header, _)| header == name)
+        .map(|(_, value)| value.as_str())
+}
+
+/// The `# TYPE` lines of an exposition: the families it exports.
+fn families(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|line| line.starts_with("# TYPE"))
+        .collect()
+}
+
+#[test]
+fn metrics_are_gzipped_when_asked_and_carry_no_empty_label() {
+    if !require_root("metrics_are_gzipped_when_asked_and_carry_no_empty_label") {
+        return;
+    }
+    let port = free_port();
+    let vigil = Vigil::start(&format!(
+        "discovery:\n  instrument: [{{open_ports: '{port}'}}]\n"
+    ));
+    // A node server outside any pod: its series have every k8s_* label (and service_namespace) empty.
+    let mut server = Background::spawn(
+        Command::new("node")
+            .arg("server.js")
+            .current_dir(workspace().join("integration/workloads/http-server"))
+            .env("PORT", port.to_string())
+            .stdout(Stdio::piped()),
+    );
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), format!("listening {port}"));
+    vigil.wait_captured(port);
+    assert_eq!(
+        vigil_integration::http_client::get_once(port, "/users/1"),
+        200
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            vigil
+            .try_metric(
+                "http_server_request_duration_seconds_count{http_request_method=\"GET\",http_response_status_code=\"200\",http_route=\"/users/{id}\",service_name=\"node\"}"
+            )
+            == Some(1.0)
+        }),
+        "the request is counted, on a line without its empty labels:\n{}",
+        vigil.metrics()
+    );
+
+    let (plain_headers, plain) = scrape(vigil.port, None);
+    assert_eq!(header(&plain_headers, "content-encoding"), None);
+    let plain = String::from_utf8(plain).unwrap();
+    let empty = plain.lines().filter(|line| line.contains("=\"\"")).count();
+    assert_eq!(empty, 0, "lines with an empty label:\n{plain}");
+
+    for accept in ["gzip", "deflate, gzip;q=0.8", "*"] {
+        let (headers, compressed) = scrape(vigil.port, Some(accept));
+        assert_eq!(
+            header(&headers, "content-encoding"),
+            Some("gzip"),
+            "{accept}"
+        );
+        assert_eq!(header(&headers, "vary"), Some("Accept-Encoding"));
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&compressed[..])
+            .read_to_string(&mut text)
+            .expect("a gzip body");
+        // Values move between scrapes; the families and the counted request do not.
+        assert_eq!(families(&text), families(&plain), "{accept}");
+        assert!(text.contains("http_route=\"/users/{id}\",service_name=\"node\"} 1"));
+        assert!(
+            compressed.len() * 4 < plain.len(),
+            "{} bytes gzipped against {} plain",
+            compressed.len(),
+            plain.len()
+        );
+        println!(
+            "Accept-Encoding: {accept}: {} bytes gzipped, {} plain",
+            compressed.len(),
+            plain.len()
+        );
+    }
+    let (headers, _) = scrape(vigil.port, Some("gzip;q=0, identity"));
+    assert_eq!(header(&headers, "content-encoding"), None, "gzip refused");
+}
