@@ -85,6 +85,7 @@ fn capture() -> (Capture, Registry) {
         ttl: Duration::from_secs(300),
         routes: vec!["/orders".to_owned()],
         duration_buckets: vec![0.0, 0.005, 0.01, 0.1, 1.0],
+        body_sizes: true,
         body_size_buckets: vec![0.0, 32.0, 1024.0],
     };
     let capture = Capture::new(

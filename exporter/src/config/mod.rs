@@ -84,6 +84,9 @@ pub struct MetricsConfig {
     pub routes: Vec<String>,
     /// Upper bounds (seconds) of the `http_*_request_duration_seconds` buckets.
     pub duration_buckets: Vec<f64>,
+    /// Whether the four `http_*_body_size_bytes` histograms are exported (each HTTP label set costs
+    /// 2 × (buckets + 3) series more than its duration histogram alone).
+    pub body_sizes: bool,
     /// Upper bounds (bytes) of the `http_*_body_size_bytes` buckets.
     pub body_size_buckets: Vec<f64>,
 }

@@ -217,6 +217,9 @@ fn histogram_buckets_default_to_beylas_and_are_checked() {
     let config = load_yaml("", &[]).unwrap();
     assert_eq!(config.metrics.duration_buckets.len(), 15);
     assert_eq!(config.metrics.body_size_buckets.last(), Some(&8192.0));
+    assert!(config.metrics.body_sizes, "on by default");
+    let config = load_yaml("metrics:\n  body_sizes: false\n", &[]).unwrap();
+    assert!(!config.metrics.body_sizes);
     let config = load_yaml("metrics:\n  body_size_buckets: [0, 100, 1000]\n", &[]).unwrap();
     assert_eq!(config.metrics.body_size_buckets, [0.0, 100.0, 1000.0]);
     for bad in ["[]", "[1, 1]", "[2, 1]", "[-1, 1]"] {

@@ -50,9 +50,9 @@ pub(super) const RESPONSE_BODY: usize = 2;
 /// The RED families of both sides and both protocols.
 #[derive(Clone)]
 pub struct RedFamilies {
-    /// Duration, request body, response body.
-    http_server: [HistogramVec; 3],
-    http_client: [HistogramVec; 3],
+    /// Duration, then request body and response body unless `metrics.body_sizes` is off.
+    http_server: Vec<HistogramVec>,
+    http_client: Vec<HistogramVec>,
     /// Duration.
     rpc_server: [HistogramVec; 1],
     rpc_client: [HistogramVec; 1],
@@ -91,47 +91,55 @@ impl RedFamilies {
         ]
         .concat();
         let (durations, sizes) = (&config.duration_buckets, &config.body_size_buckets);
+        // A body size family, registered only when `metrics.body_sizes` is on.
+        let body = |name: &str, help: &str, labels: &[&str]| {
+            config
+                .body_sizes
+                .then(|| histogram(name, help, sizes, labels))
+        };
         RedFamilies {
-            http_server: [
+            http_server: [Some(
                 histogram(
                     "http_server_request_duration_seconds",
                     "Duration of HTTP server requests: from reading the request line to writing the response head.",
                     durations,
                     &server_labels,
-                ),
-                histogram(
+                )),
+                body(
                     "http_server_request_body_size_bytes",
                     "Size of HTTP server request bodies: Content-Length, or for a chunked body the bytes read after the head until the response (framing included).",
-                    sizes,
                     &server_labels,
                 ),
-                histogram(
+                body(
                     "http_server_response_body_size_bytes",
                     "Size of HTTP server response bodies: Content-Length, or the bytes written after the head until the last chunk, the next response or the close; 0 for HEAD, 1xx, 204 and 304.",
-                    sizes,
                     &server_labels,
                 ),
-            ],
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
             http_client: [
-                histogram(
+                Some(histogram(
                     "http_client_request_duration_seconds",
                     "Duration of HTTP client requests: from writing the request line to reading the response head.",
                     durations,
                     &client_labels,
-                ),
-                histogram(
+                )),
+                body(
                     "http_client_request_body_size_bytes",
                     "Size of HTTP client request bodies: Content-Length, or for a chunked body the bytes written after the head until the response (framing included).",
-                    sizes,
                     &client_labels,
                 ),
-                histogram(
+                body(
                     "http_client_response_body_size_bytes",
                     "Size of HTTP client response bodies: Content-Length, or the bytes read after the head until the last chunk, the next response or the close; 0 for HEAD, 1xx, 204 and 304.",
-                    sizes,
                     &client_labels,
                 ),
-            ],
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
             rpc_server: [histogram(
                 "rpc_server_call_duration_seconds",
                 "Duration of gRPC calls served: from reading the request headers to writing the end of the response (trailers, or the stream's end).",
@@ -153,7 +161,8 @@ impl RedFamilies {
         }
     }
 
-    /// The families of `kind`, indexed by [`DURATION`], [`REQUEST_BODY`], [`RESPONSE_BODY`].
+    /// The families of `kind`, indexed by [`DURATION`], [`REQUEST_BODY`], [`RESPONSE_BODY`] (those
+    /// exported: gRPC and, with `metrics.body_sizes` off, HTTP have the duration only).
     pub(super) fn families(&self, kind: SeriesKind) -> &[HistogramVec] {
         match kind {
             SeriesKind::HttpServer => &self.http_server,

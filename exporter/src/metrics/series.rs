@@ -181,8 +181,12 @@ impl RedSeries {
         series.gone_since = None;
         let families = self.families.families(kind);
         let mut observe = |family: usize, value: f64| {
+            // A family not exported (body sizes off, or gRPC's) observes nothing.
+            let Some(vec) = families.get(family) else {
+                return;
+            };
             series.histograms[family]
-                .get_or_insert_with(|| families[family].with_label_values(&values))
+                .get_or_insert_with(|| vec.with_label_values(&values))
                 .observe(value);
         };
         match exchange.measure {
@@ -231,6 +235,14 @@ mod tests {
     use crate::metrics::{encode, registry::counter_value};
 
     fn store(max_routes: usize, max_segment_values: usize) -> (RedSeries, Registry) {
+        store_with(max_routes, max_segment_values, true)
+    }
+
+    fn store_with(
+        max_routes: usize,
+        max_segment_values: usize,
+        body_sizes: bool,
+    ) -> (RedSeries, Registry) {
         let registry = Registry::new();
         let config = MetricsConfig {
             max_routes_per_service: max_routes,
@@ -238,6 +250,7 @@ mod tests {
             ttl: Duration::from_secs(300),
             routes: Vec::new(),
             duration_buckets: vec![0.1, 1.0],
+            body_sizes,
             body_size_buckets: vec![100.0],
         };
         let families = RedFamilies::register(&registry, &config);
@@ -333,5 +346,26 @@ mod tests {
             exported_routes(&registry),
             std::collections::BTreeSet::from(["/e".to_owned()])
         );
+    }
+
+    #[test]
+    fn body_size_histograms_are_exported_only_when_on() {
+        let labels = ServiceLabels::host("shop", "");
+        for body_sizes in [true, false] {
+            let (mut series, registry) = store_with(100, 10, body_sizes);
+            series.record(&labels, 1, request("/a".to_owned()));
+            let text = encode(&registry);
+            assert!(text.contains("http_server_request_duration_seconds_count{"));
+            assert_eq!(
+                text.contains("http_server_response_body_size_bytes_count{"),
+                body_sizes,
+                "{text}"
+            );
+            assert_eq!(
+                text.contains("http_server_request_body_size_bytes"),
+                body_sizes,
+                "{text}"
+            );
+        }
     }
 }
