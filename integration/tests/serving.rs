@@ -89,15 +89,21 @@ fn captured(vigil: &Vigil, pid: u32) -> Option<Value> {
         .filter(|process| process["state"] == "provisional" || process["state"] == "instrumented")
 }
 
-/// Waits until every one of `workers` is captured as a worker of `primary`.
+/// Waits until every one of `workers` is captured as a worker of `primary`, or, for a worker that
+/// holds the listening socket itself (pm2 hands it to its workers), by the selector its port matches:
+/// whichever of its fork and its `listen` discovery handled first gives the reason.
 fn assert_workers_captured(vigil: &Vigil, primary: u32, workers: &[u32]) {
     let reason = format!("a worker of captured pid {primary}");
     let all = eventually(Duration::from_secs(5), || {
         workers.iter().all(|worker| {
             captured(vigil, *worker).is_some_and(|process| {
-                process["reason"]
-                    .as_str()
-                    .is_some_and(|got| got.starts_with(&reason))
+                let listens = process["listening_ports"]
+                    .as_array()
+                    .is_some_and(|ports| !ports.is_empty());
+                process["reason"].as_str().is_some_and(|got| {
+                    got.starts_with(&reason)
+                        || (listens && got.starts_with("matches discovery.instrument"))
+                })
             })
         })
     });
