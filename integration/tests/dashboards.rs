@@ -17,11 +17,13 @@ use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::Value;
-use vigil_integration::{Background, Pod, Vigil, free_port, require_root, samples, workspace};
+use vigil_integration::{
+    Background, Pod, Vigil, eventually, free_port, require_root, samples, workspace,
+};
 
 /// The venv `scripts/setup.sh --test` installs grafana-foundation-sdk into.
 const TOOLS_PYTHON: &str = "/opt/vigil-test-tools/bin/python";
@@ -329,7 +331,7 @@ impl Prometheus {
             port,
             log,
         };
-        let ready = wait_until(Duration::from_secs(30), || {
+        let ready = eventually(Duration::from_secs(30), || {
             prometheus
                 .get("/-/ready")
                 .is_some_and(|(status, _)| status == 200)
@@ -382,20 +384,6 @@ impl Prometheus {
     fn scalar(&self, expr: &str) -> Option<f64> {
         let result = self.vector(expr);
         result.first()?["value"][1].as_str()?.parse().ok()
-    }
-}
-
-/// Polls `condition` every 250 ms until it holds or `timeout` passes; whether it held.
-fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(250));
     }
 }
 
@@ -502,7 +490,7 @@ fn every_panel_query_returns_data_from_a_prometheus_scraping_vigil() {
     traffic(http_port, grpc_port);
     let mut first = BTreeMap::new();
     for family in RED_COUNTS {
-        let seen = wait_until(Duration::from_secs(30), || {
+        let seen = eventually(Duration::from_secs(30), || {
             prometheus
                 .scalar(&format!("sum({family})"))
                 .is_some_and(|value| value > 0.0)
@@ -513,7 +501,7 @@ fn every_panel_query_returns_data_from_a_prometheus_scraping_vigil() {
     traffic(http_port, grpc_port);
     for family in RED_COUNTS {
         // The second round counted by vigil, and that count scraped.
-        let scraped = wait_until(Duration::from_secs(30), || {
+        let scraped = eventually(Duration::from_secs(30), || {
             let counted = vigil_sum(&vigil, family);
             counted > first[family] && prometheus.scalar(&format!("sum({family})")) == Some(counted)
         });
