@@ -16,7 +16,7 @@
 //! vigil's log and the process's `tls` field in `/debug/discovery`).
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap, HashSet},
     fs::File,
     os::{fd::AsRawFd, unix::fs::MetadataExt},
     path::PathBuf,
@@ -107,7 +107,7 @@ pub struct TlsProbes {
     loaded: bool,
     binaries: HashMap<BinaryId, AttachedBinary>,
     /// Binaries found without the required symbols, so that they are not parsed again.
-    without_tls: BTreeSet<(u64, u64)>,
+    without_tls: HashSet<BinaryId>,
     processes: HashMap<u32, (Option<BinaryId>, ProcessTls)>,
     metrics: KernelMetrics,
 }
@@ -118,7 +118,7 @@ impl TlsProbes {
             ebpf,
             loaded,
             binaries: HashMap::new(),
-            without_tls: BTreeSet::new(),
+            without_tls: HashSet::new(),
             processes: HashMap::new(),
             metrics,
         }
@@ -177,7 +177,7 @@ impl TlsProbes {
             attached.unused_since = None;
             return (Some(id), ProcessTls::Attached(binary.path));
         }
-        if self.without_tls.contains(&(id.device, id.inode)) {
+        if self.without_tls.contains(&id) {
             return (None, ProcessTls::NoLibrary);
         }
         match self.attach_binary(&binary) {
@@ -196,7 +196,7 @@ impl TlsProbes {
             }
             // An executable without OpenSSL's API: it has no TLS vigil reads.
             Err(AttachError::MissingSymbol(_)) if !binary.is_library => {
-                self.without_tls.insert((id.device, id.inode));
+                self.without_tls.insert(id);
                 (None, ProcessTls::NoLibrary)
             }
             Err(error) => {

@@ -73,9 +73,9 @@ impl HeaderDecoder {
     }
 
     /// Decodes a header block (`None`: a block whose bytes were not all captured).
-    pub fn decode(&mut self, block: Option<&[u8]>) -> (Fields, Decoding) {
+    pub fn decode(&mut self, block: Option<Vec<u8>>) -> (Fields, Decoding) {
         let mut fields = Fields::default();
-        let Some(block) = block else {
+        let Some(mut block) = block else {
             let decoding = match self.lose() {
                 true => Decoding::JustLost,
                 false => Decoding::Unreliable,
@@ -83,12 +83,11 @@ impl HeaderDecoder {
             return (fields, decoding);
         };
         if !self.reliable {
-            decode_without_table(block, &mut fields);
+            decode_without_table(&block, &mut fields);
             return (fields, Decoding::Unreliable);
         }
-        let mut bytes = block.to_vec();
         self.decoded.clear();
-        let result = self.decoder.decode(&mut bytes, &mut self.decoded);
+        let result = self.decoder.decode(&mut block, &mut self.decoded);
         // The fields before a failure were read with the right state: they count.
         for (name, value, _) in &self.decoded {
             fields.add(name, value);
@@ -228,7 +227,7 @@ mod tests {
         let mut decoder = HeaderDecoder::new(true);
         for _ in 0..3 {
             let block = encoder.encode(&request("/shop.Cart/Add"));
-            let (fields, decoding) = decoder.decode(Some(&block));
+            let (fields, decoding) = decoder.decode(Some(block));
             assert_eq!(decoding, Decoding::Reliable);
             assert_eq!(fields.method, Some("POST"));
             assert_eq!(fields.path.as_deref(), Some("/shop.Cart/Add"));
@@ -240,13 +239,13 @@ mod tests {
     fn after_a_lost_block_only_fields_independent_of_the_table_are_read() {
         let mut encoder = IndexingEncoder::default();
         let mut decoder = HeaderDecoder::new(true);
-        decoder.decode(Some(&encoder.encode(&request("/shop.Cart/Add"))));
+        decoder.decode(Some(encoder.encode(&request("/shop.Cart/Add"))));
         // A block the decoder never sees: the encoder's table moves on.
         let _lost = encoder.encode(&request("/shop.Cart/Remove"));
         assert_eq!(decoder.decode(None).1, Decoding::JustLost);
         // The next block refers to both entries: never read from the decoder's stale table.
         let block = encoder.encode(&request("/shop.Cart/Remove"));
-        let (fields, decoding) = decoder.decode(Some(&block));
+        let (fields, decoding) = decoder.decode(Some(block));
         assert_eq!(decoding, Decoding::Unreliable);
         assert_eq!(fields.method, Some("POST"), "a static table entry");
         assert_eq!(fields.path, None, "an entry of the lost state");
@@ -264,7 +263,7 @@ mod tests {
             ("content-type", "application/grpc"),
             ("grpc-status", "5"),
         ]);
-        let (fields, decoding) = HeaderDecoder::new(false).decode(Some(&block));
+        let (fields, decoding) = HeaderDecoder::new(false).decode(Some(block.clone()));
         assert_eq!(decoding, Decoding::Unreliable);
         assert_eq!(fields.path, None, "a dynamic reference, skipped");
         assert_eq!(fields.method, Some("POST"), "read past the skipped field");
@@ -272,9 +271,9 @@ mod tests {
         assert_eq!(fields.grpc_status, Some(5));
         // Cut or malformed blocks end the reading, without a panic.
         for cut in 0..block.len() {
-            HeaderDecoder::new(false).decode(Some(&block[..cut]));
+            HeaderDecoder::new(false).decode(Some(block[..cut].to_vec()));
         }
-        HeaderDecoder::new(false).decode(Some(&[
+        HeaderDecoder::new(false).decode(Some(vec![
             0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
         ]));
     }
@@ -283,9 +282,9 @@ mod tests {
     fn a_block_that_does_not_decode_makes_the_direction_unreliable() {
         let mut decoder = HeaderDecoder::new(true);
         // An indexed field past the (empty) dynamic table.
-        let (_, decoding) = decoder.decode(Some(&[0x80 | 70]));
+        let (_, decoding) = decoder.decode(Some(vec![0x80 | 70]));
         assert_eq!(decoding, Decoding::JustLost);
-        let (fields, decoding) = decoder.decode(Some(&[0x88]));
+        let (fields, decoding) = decoder.decode(Some(vec![0x88]));
         assert_eq!((fields.status, decoding), (Some(200), Decoding::Unreliable));
     }
 
@@ -297,7 +296,7 @@ mod tests {
         assert!(!is_plausible_path("/a b"));
         assert!(!is_plausible_path("/\u{fffd}"));
         let block = IndexingEncoder::default().encode(&[(":path", "/bad\x01path")]);
-        let (fields, _) = HeaderDecoder::new(true).decode(Some(&block));
+        let (fields, _) = HeaderDecoder::new(true).decode(Some(block));
         assert_eq!(fields.path, None);
     }
 }

@@ -309,14 +309,11 @@ impl Http2Connection {
     fn header_block(
         &mut self,
         received: bool,
-        block: OpenBlock,
+        mut block: OpenBlock,
         at_ns: u64,
         out: &mut Vec<Exchange>,
     ) {
-        let (fields, decoding) = self
-            .direction(received)
-            .headers
-            .decode(block.bytes.as_deref());
+        let (fields, decoding) = self.direction(received).headers.decode(block.bytes.take());
         if decoding == Decoding::JustLost {
             self.metrics.count(Desync::Headers);
         }
