@@ -558,28 +558,28 @@ def coverage_dashboard():
             [
                 graph(
                     "vigil CPU",
-                    "CPU seconds per second of the vigil container, from the kubelet's cAdvisor "
-                    "(container_cpu_usage_seconds_total): vigil does not export process_* metrics "
-                    "itself. Empty without a cAdvisor scrape.",
+                    "CPU seconds per second of each vigil process (its own process_cpu_seconds_total, "
+                    "user and system time).",
                     "percentunit",
                     [
                         (
-                            'sum by (node, pod) (rate(container_cpu_usage_seconds_total{container="vigil"}'
-                            f"[{RATE}]))",
-                            "{{node}} {{pod}}",
+                            f"rate(process_cpu_seconds_total[{RATE}]) and on (job, instance) "
+                            f"vigil_build_info{{{node}}}",
+                            "{{instance}}",
                         )
                     ],
                     span=8,
                 ),
                 graph(
                     "vigil memory",
-                    "Working set of the vigil container, from the kubelet's cAdvisor "
-                    "(container_memory_working_set_bytes). Empty without a cAdvisor scrape.",
+                    "Resident memory of each vigil process (its own process_resident_memory_bytes). "
+                    "README.md states what bounds it.",
                     "bytes",
                     [
                         (
-                            'sum by (node, pod) (container_memory_working_set_bytes{container="vigil"})',
-                            "{{node}} {{pod}}",
+                            "process_resident_memory_bytes and on (job, instance) "
+                            f"vigil_build_info{{{node}}}",
+                            "{{instance}}",
                         )
                     ],
                     span=8,

@@ -6,24 +6,37 @@
 //! scan has seeded the process table; until then 503 with what it is waiting for.
 //!
 //! `/metrics` is gzip-compressed when the request accepts it (`Accept-Encoding: gzip`, as Prometheus
-//! always sends), and leaves out empty-valued labels.
+//! always sends), and leaves out empty-valued labels. It is written on a blocking thread and streamed in
+//! chunks of [`CHUNK_BYTES`] as it is written: a scrape holds neither the whole text nor its compressed
+//! copy in memory, and takes no lock the capture path needs (see [`crate::metrics::Exposition`]).
 
 use std::{
     convert::Infallible,
+    io::{self, BufWriter, Write as _},
     sync::{
         Arc, Mutex, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
 };
 
-use http_body_util::Full;
-use hyper::{Method, Request, Response, StatusCode, body::Bytes, header, service::service_fn};
+use http_body_util::{BodyExt as _, Full, StreamBody, combinators::BoxBody};
+use hyper::{
+    Method, Request, Response, StatusCode,
+    body::{Bytes, Frame},
+    header,
+    service::service_fn,
+};
 use hyper_util::rt::TokioIo;
-use prometheus::Registry;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::{capture::Capture, discovery::Discovery};
+use crate::{capture::Capture, discovery::Discovery, metrics::Exposition};
+
+/// A response body: whole, or streamed (`/metrics`).
+type Body = BoxBody<Bytes, Infallible>;
+
+/// The size of the pieces `/metrics` is written and sent in.
+const CHUNK_BYTES: usize = 64 * 1024;
 
 /// What `/ready` waits for.
 #[derive(Debug, Default)]
@@ -55,7 +68,8 @@ impl Readiness {
 
 /// Everything the admin server reads.
 pub struct AdminState {
-    pub registry: Registry,
+    /// What `/metrics` serves.
+    pub exposition: Exposition,
     pub readiness: Arc<Readiness>,
     /// Set once the eBPF programs are loaded (discovery writes their filter map).
     pub discovery: Arc<OnceLock<Arc<Mutex<Discovery>>>>,
@@ -82,11 +96,11 @@ fn respond(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,
-) -> Response<Full<Bytes>> {
+) -> Response<Body> {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, content_type)
-        .body(Full::new(body.into()))
+        .body(Full::new(body.into()).boxed())
         .expect("static response parts are valid")
 }
 
@@ -110,45 +124,83 @@ fn accepts_gzip(headers: &header::HeaderMap) -> bool {
         })
 }
 
-/// `bytes` gzip-compressed at the fastest level (a scrape's CPU matters more than the last few percent).
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Write as _;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder
-        .write_all(bytes)
-        .expect("compressing into memory does not fail");
-    encoder
-        .finish()
-        .expect("compressing into memory does not fail")
+/// What a scrape writes into: each write goes to the response as one chunk (a full buffer of
+/// [`CHUNK_BYTES`], or a piece of compressed output); an error once the client is gone.
+struct ChunkSender(mpsc::Sender<Bytes>);
+
+impl io::Write for ChunkSender {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0
+            .blocking_send(Bytes::copy_from_slice(bytes))
+            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
-fn route(state: &AdminState, request: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+/// `/metrics`: the exposition written on a blocking thread and streamed as it is written, compressed
+/// at gzip's fastest level (a scrape's CPU matters more than the last few percent) when `gzip`.
+fn metrics_response(exposition: Exposition, gzip: bool) -> Response<Body> {
+    let (sender, receiver) = mpsc::channel(4);
+    tokio::task::spawn_blocking(move || {
+        let sink = ChunkSender(sender);
+        let written = match gzip {
+            true => {
+                let encoder = flate2::write::GzEncoder::new(sink, flate2::Compression::fast());
+                let mut out = BufWriter::with_capacity(CHUNK_BYTES, encoder);
+                exposition.write(&mut out).and_then(|()| {
+                    out.into_inner()
+                        .map_err(io::IntoInnerError::into_error)?
+                        .finish()
+                        .map(drop)
+                })
+            }
+            false => {
+                let mut out = BufWriter::with_capacity(CHUNK_BYTES, sink);
+                exposition.write(&mut out).and_then(|()| out.flush())
+            }
+        };
+        if let Err(error) = written {
+            tracing::debug!(%error, "a scrape went away before its exposition was written");
+        }
+    });
+    let chunks = futures::stream::unfold(receiver, |mut receiver| async move {
+        let chunk = receiver.recv().await?;
+        Some((Ok(Frame::data(chunk)), receiver))
+    });
+    let mut response = Response::builder()
+        .status(StatusCode::OK)
+        .header(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+        .body(StreamBody::new(chunks).boxed())
+        .expect("static response parts are valid");
+    if gzip {
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_ENCODING,
+            header::HeaderValue::from_static("gzip"),
+        );
+        headers.insert(
+            header::VARY,
+            header::HeaderValue::from_static("Accept-Encoding"),
+        );
+    }
+    response
+}
+
+fn route(state: &AdminState, request: &Request<hyper::body::Incoming>) -> Response<Body> {
     const TEXT: &str = "text/plain; charset=utf-8";
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
         return respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "only GET and HEAD\n");
     }
     match request.uri().path() {
         "/" => respond(StatusCode::OK, "text/html; charset=utf-8", LANDING_PAGE),
-        "/metrics" => {
-            let text = crate::metrics::encode(&state.registry);
-            let content_type = "text/plain; version=0.0.4; charset=utf-8";
-            match accepts_gzip(request.headers()) {
-                true => {
-                    let mut response = respond(StatusCode::OK, content_type, gzip(text.as_bytes()));
-                    let headers = response.headers_mut();
-                    headers.insert(
-                        header::CONTENT_ENCODING,
-                        header::HeaderValue::from_static("gzip"),
-                    );
-                    headers.insert(
-                        header::VARY,
-                        header::HeaderValue::from_static("Accept-Encoding"),
-                    );
-                    response
-                }
-                false => respond(StatusCode::OK, content_type, text),
-            }
-        }
+        "/metrics" => metrics_response(state.exposition.clone(), accepts_gzip(request.headers())),
         "/live" => respond(StatusCode::OK, TEXT, "ok\n"),
         "/ready" => match state.readiness.waiting_for() {
             None => respond(StatusCode::OK, TEXT, "ready\n"),
@@ -256,16 +308,73 @@ mod tests {
         assert!(!accepts(&["x-gzip-like"]));
     }
 
-    #[test]
-    fn gzip_round_trips() {
+    /// An exposition of `label_sets` server label sets (each about 2 KiB of text), as vigil builds it.
+    fn exposition(label_sets: usize) -> Exposition {
+        use crate::metrics::{
+            Call, Exchange, Measure, RedFamilies, RedSeries, ServiceLabels, Side,
+        };
+        let config = crate::config::Config::load(None, [], &[]).unwrap().metrics;
+        let registry = crate::metrics::new_registry();
+        let mut series = RedSeries::new(&config, RedFamilies::register(&registry, &config));
+        let labels = ServiceLabels::host("shop", "");
+        for n in 0..label_sets {
+            let exchange = Exchange {
+                side: Side::Server,
+                call: Call::Http {
+                    method: "GET",
+                    target: "/health".to_owned(),
+                    status: 200 + n as u16,
+                },
+                measure: Measure::Request {
+                    seconds: 0.01,
+                    request_body: Some(0),
+                    response_body: Some(10),
+                },
+            };
+            series.record(&labels, 1, exchange);
+        }
+        Exposition::new(registry, series.exposition())
+    }
+
+    /// The body of `/metrics`, gzip-compressed or not, decoded.
+    async fn scrape(exposition: Exposition, gzip: bool) -> String {
         use std::io::Read as _;
-        let text = "metric{a=\"b\"} 1\n".repeat(1000);
-        let compressed = gzip(text.as_bytes());
-        assert!(compressed.len() < text.len() / 10);
-        let mut plain = String::new();
-        flate2::read::GzDecoder::new(&compressed[..])
-            .read_to_string(&mut plain)
-            .unwrap();
-        assert_eq!(plain, text);
+        let response = metrics_response(exposition, gzip);
+        assert_eq!(
+            response.headers().get(header::CONTENT_ENCODING).is_some(),
+            gzip
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let mut text = String::new();
+        match gzip {
+            true => flate2::read::GzDecoder::new(&body[..])
+                .read_to_string(&mut text)
+                .unwrap(),
+            false => std::io::Cursor::new(&body[..])
+                .read_to_string(&mut text)
+                .unwrap(),
+        };
+        text
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn the_streamed_exposition_is_the_whole_exposition_compressed_or_not() {
+        // Many chunks: about 500 KiB of text.
+        let exposition = exposition(250);
+        // vigil's own process_* metrics change from one reading to the next.
+        let steady = |text: &str| {
+            text.lines()
+                .filter(|line| !line.contains("process_"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let text = exposition.text();
+        assert!(text.len() > 8 * CHUNK_BYTES, "{} bytes", text.len());
+        assert!(text.contains("http_server_request_duration_seconds_count{"));
+        assert!(text.contains("vigil_build_info{"));
+        for gzip in [false, true] {
+            let scraped = scrape(exposition.clone(), gzip).await;
+            assert_eq!(steady(&scraped), steady(&text), "gzip {gzip}");
+        }
     }
 }

@@ -44,7 +44,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let kernel_metrics = KernelMetrics::register(&registry);
     let discovery_metrics = DiscoveryMetrics::register(&registry);
     let capture_metrics = CaptureMetrics::register(&registry);
-    let red_families = RedFamilies::register(&registry, &config.metrics);
+    let red_series = RedSeries::new(
+        &config.metrics,
+        RedFamilies::register(&registry, &config.metrics),
+    );
     let kube_metrics = KubeMetrics::register(&registry);
     let monitoring_metrics = MonitoringMetrics::register(&registry);
     // The newest heartbeat's connections are judged at the next one: the window spans two at least.
@@ -66,7 +69,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let pod_reports = Arc::new(Mutex::new(serde_json::Value::Null));
     let shutdown = CancellationToken::new();
     let state = Arc::new(AdminState {
-        registry,
+        exposition: metrics::Exposition::new(registry, red_series.exposition()),
         readiness: readiness.clone(),
         discovery: discovery_slot.clone(),
         capture: capture_slot.clone(),
@@ -140,7 +143,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let capture = Arc::new(Mutex::new(Capture::new(
         pod_watch.as_ref().map(|watch| watch.store.clone()),
         capture_metrics,
-        RedSeries::new(&config.metrics, red_families),
+        red_series,
     )));
     let _ = capture_slot.set(capture.clone());
     let lock_capture = || capture.lock().expect("capture lock poisoned");

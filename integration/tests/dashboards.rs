@@ -74,19 +74,6 @@ const MAY_BE_EMPTY: [(&str, &str, &str, &str); 7] = [
         "A",
         "no step failed",
     ),
-    // vigil exports no process_* metrics; its CPU and memory come from the kubelet's cAdvisor.
-    (
-        "vigil-coverage.json",
-        "vigil CPU",
-        "A",
-        "no cAdvisor scrape",
-    ),
-    (
-        "vigil-coverage.json",
-        "vigil memory",
-        "A",
-        "no cAdvisor scrape",
-    ),
 ];
 
 /// What Grafana substitutes for the dashboards' variables, for an instant query: "All" (`.*`, the

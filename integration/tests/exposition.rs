@@ -3,44 +3,39 @@
 //! (a process outside Kubernetes has every `k8s_*` label empty).
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
-    net::TcpStream,
+    io::{BufRead as _, BufReader, Read as _},
     process::{Command, Stdio},
     time::Duration,
 };
 
 use vigil_integration::{Background, Vigil, eventually, free_port, require_root, workspace};
 
-/// `GET /metrics` over one connection with `accept_encoding`; the response's headers (lower-cased
-/// names) and body.
+/// `GET /metrics` with `accept_encoding`, by curl (the body is streamed in chunks, which curl
+/// decodes; it does not decompress without `--compressed`); the response's headers (lower-cased names)
+/// and body.
 fn scrape(port: u16, accept_encoding: Option<&str>) -> (Vec<(String, String)>, Vec<u8>) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let encoding = accept_encoding
-        .map(|value| format!("Accept-Encoding: {value}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: vigil\r\n{encoding}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut status = String::new();
-    reader.read_line(&mut status).unwrap();
-    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':').unwrap();
-        headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+    let mut curl = Command::new("curl");
+    curl.args(["-sS", "--max-time", "30", "-D", "/dev/stderr"]);
+    if let Some(value) = accept_encoding {
+        curl.args(["-H", &format!("Accept-Encoding: {value}")]);
     }
-    let mut body = Vec::new();
-    reader.read_to_end(&mut body).unwrap();
-    (headers, body)
+    let output = curl
+        .arg(format!("http://127.0.0.1:{port}/metrics"))
+        .output()
+        .expect("curl runs");
+    assert!(output.status.success(), "curl: {output:?}");
+    let head = String::from_utf8(output.stderr).unwrap();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap_or_default();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let headers = lines
+        .take_while(|line| !line.trim().is_empty())
+        .map(|line| {
+            let (name, value) = line.split_once(':').unwrap();
+            (name.to_ascii_lowercase(), value.trim().to_owned())
+        })
+        .collect();
+    (headers, output.stdout)
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {

@@ -9,7 +9,7 @@ use super::*;
 use crate::{
     config::MetricsConfig,
     discovery::{ContainerRef, ServiceIdentity},
-    metrics::{PROCESS_GONE_GRACE, RedFamilies},
+    metrics::{Exposition, PROCESS_GONE_GRACE, RedFamilies},
 };
 
 /// Discovery as capture sees it, decided by each test.
@@ -51,7 +51,7 @@ impl ProcessView for Processes {
 const PID: u32 = 4242;
 
 /// A capture, and a discovery in which [`PID`] is captured with `publication`.
-fn setup(publication: Publication) -> (u32, Processes, Capture, Registry) {
+fn setup(publication: Publication) -> (u32, Processes, Capture, Exposition) {
     let mut processes = Processes {
         service: ServiceIdentity {
             executable: "sleep".into(),
@@ -60,8 +60,8 @@ fn setup(publication: Publication) -> (u32, Processes, Capture, Registry) {
         ..Processes::default()
     };
     processes.set(PID, publication);
-    let (capture, registry) = capture();
-    (PID, processes, capture, registry)
+    let (capture, exposition) = capture();
+    (PID, processes, capture, exposition)
 }
 
 /// A record of a transfer of `data`, as the kernel would capture it (at most `IO_DATA_MAX` bytes).
@@ -77,28 +77,29 @@ fn record(kind: IoEventKind, tgid: u32, fd: u32, at_ms: u64, data: &[u8]) -> IoR
     }
 }
 
-fn capture() -> (Capture, Registry) {
+fn capture() -> (Capture, Exposition) {
     let registry = Registry::new();
     let config = MetricsConfig {
         max_routes_per_service: 100,
         max_segment_values: 25,
+        max_label_sets: 1000,
         ttl: Duration::from_secs(300),
         routes: vec!["/orders".to_owned()],
         duration_buckets: vec![0.0, 0.005, 0.01, 0.1, 1.0],
         body_sizes: true,
         body_size_buckets: vec![0.0, 32.0, 1024.0],
     };
-    let capture = Capture::new(
-        None,
-        CaptureMetrics::register(&registry),
-        RedSeries::new(&config, RedFamilies::register(&registry, &config)),
-    );
-    (capture, registry)
+    let series = RedSeries::new(&config, RedFamilies::register(&registry, &config));
+    let series_exposition = series.exposition();
+    let capture = Capture::new(None, CaptureMetrics::register(&registry), series);
+    let exposition = Exposition::new(registry, series_exposition);
+    (capture, exposition)
 }
 
 /// The value of `sample` (a host process's series, written without its empty `k8s_*` labels).
-fn sample(registry: &Registry, sample: &str) -> f64 {
-    crate::metrics::encode(registry)
+fn sample(exposition: &Exposition, sample: &str) -> f64 {
+    exposition
+        .text()
         .lines()
         .map(without_empty_k8s_labels)
         .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
@@ -125,9 +126,9 @@ fn without_empty_k8s_labels(line: &str) -> String {
     kept
 }
 
-fn server_count(registry: &Registry, method: &str, status: u16, route: &str) -> f64 {
+fn server_count(exposition: &Exposition, method: &str, status: u16, route: &str) -> f64 {
     sample(
-        registry,
+        exposition,
         &format!(
             "http_server_request_duration_seconds_count{{http_request_method=\"{method}\",http_response_status_code=\"{status}\",http_route=\"{route}\",service_name=\"sleep\"}}"
         ),
@@ -138,7 +139,7 @@ use IoEventKind::{Close, Receive, Send};
 
 #[test]
 fn keep_alive_requests_pair_in_order_with_their_durations() {
-    let (pid, discovery, mut capture, registry) = setup(Publication::Published);
+    let (pid, discovery, mut capture, exposition) = setup(Publication::Published);
     capture.handle(
         &[
             record(
@@ -176,11 +177,11 @@ fn keep_alive_requests_pair_in_order_with_their_durations() {
         ],
         &discovery,
     );
-    assert_eq!(server_count(&registry, "GET", 200, "/users/{id}"), 1.0);
-    assert_eq!(server_count(&registry, "GET", 404, "/missing/page"), 1.0);
-    assert_eq!(server_count(&registry, "DELETE", 500, "/users/{id}"), 1.0);
+    assert_eq!(server_count(&exposition, "GET", 200, "/users/{id}"), 1.0);
+    assert_eq!(server_count(&exposition, "GET", 404, "/missing/page"), 1.0);
+    assert_eq!(server_count(&exposition, "DELETE", 500, "/users/{id}"), 1.0);
     let sum = sample(
-        &registry,
+        &exposition,
         "http_server_request_duration_seconds_sum{http_request_method=\"GET\",http_response_status_code=\"404\",http_route=\"/missing/page\",service_name=\"sleep\"}",
     );
     assert!(
@@ -191,7 +192,7 @@ fn keep_alive_requests_pair_in_order_with_their_durations() {
 
 #[test]
 fn an_interim_continue_does_not_end_the_request() {
-    let (pid, discovery, mut capture, registry) = setup(Publication::Published);
+    let (pid, discovery, mut capture, exposition) = setup(Publication::Published);
     capture.handle(
         &[
             record(
@@ -207,13 +208,13 @@ fn an_interim_continue_does_not_end_the_request() {
         ],
         &discovery,
     );
-    assert_eq!(server_count(&registry, "POST", 201, "/upload"), 1.0);
-    assert_eq!(server_count(&registry, "POST", 100, "/upload"), 0.0);
+    assert_eq!(server_count(&exposition, "POST", 201, "/upload"), 1.0);
+    assert_eq!(server_count(&exposition, "POST", 100, "/upload"), 0.0);
 }
 
 #[test]
 fn client_requests_are_timed_from_request_write_to_response_read() {
-    let (pid, discovery, mut capture, registry) = setup(Publication::Published);
+    let (pid, discovery, mut capture, exposition) = setup(Publication::Published);
     capture.handle(
         &[
             record(Send, pid, 9, 100, b"PUT /items/3 HTTP/1.1\r\n\r\n"),
@@ -225,13 +226,13 @@ fn client_requests_are_timed_from_request_write_to_response_read() {
         "{http_request_method=\"PUT\",http_response_status_code=\"204\",service_name=\"sleep\"}";
     assert_eq!(
         sample(
-            &registry,
+            &exposition,
             &format!("http_client_request_duration_seconds_count{labels}")
         ),
         1.0
     );
     let sum = sample(
-        &registry,
+        &exposition,
         &format!("http_client_request_duration_seconds_sum{labels}"),
     );
     assert!((sum - 0.25).abs() < 1e-9, "{sum}");
@@ -239,7 +240,7 @@ fn client_requests_are_timed_from_request_write_to_response_read() {
 
 #[test]
 fn a_closed_connection_is_forgotten_and_strays_are_counted() {
-    let (pid, discovery, mut capture, registry) = setup(Publication::Published);
+    let (pid, discovery, mut capture, exposition) = setup(Publication::Published);
     capture.handle(
         &[
             record(Receive, pid, 4, 0, b"GET / HTTP/1.1\r\n\r\n"),
@@ -249,10 +250,10 @@ fn a_closed_connection_is_forgotten_and_strays_are_counted() {
         ],
         &discovery,
     );
-    assert_eq!(server_count(&registry, "GET", 200, "/"), 0.0);
+    assert_eq!(server_count(&exposition, "GET", 200, "/"), 0.0);
     assert_eq!(
         sample(
-            &registry,
+            &exposition,
             "vigil_http_unpaired_responses_total{side=\"server\"}"
         ),
         1.0
@@ -261,7 +262,7 @@ fn a_closed_connection_is_forgotten_and_strays_are_counted() {
 
 #[test]
 fn requests_of_a_provisional_process_are_held_then_dropped_when_it_dies_young() {
-    let (pid, mut discovery, mut capture, registry) = setup(Publication::Provisional);
+    let (pid, mut discovery, mut capture, exposition) = setup(Publication::Provisional);
     assert_eq!(discovery.publication(pid), Publication::Provisional);
     capture.handle(
         &[
@@ -272,20 +273,20 @@ fn requests_of_a_provisional_process_are_held_then_dropped_when_it_dies_young() 
     );
     capture.settle(&discovery);
     assert_eq!(
-        server_count(&registry, "GET", 200, "/a"),
+        server_count(&exposition, "GET", 200, "/a"),
         0.0,
         "held, not published"
     );
     discovery.set(pid, Publication::NotCaptured);
     capture.settle(&discovery);
     assert_eq!(
-        server_count(&registry, "GET", 200, "/a"),
+        server_count(&exposition, "GET", 200, "/a"),
         0.0,
         "never published"
     );
     assert_eq!(
         sample(
-            &registry,
+            &exposition,
             "vigil_http_dropped_requests_total{reason=\"short_lived\"}"
         ),
         1.0
@@ -294,7 +295,7 @@ fn requests_of_a_provisional_process_are_held_then_dropped_when_it_dies_young() 
 
 #[test]
 fn held_requests_are_published_when_the_process_is() {
-    let (pid, mut discovery, mut capture, registry) = setup(Publication::Provisional);
+    let (pid, mut discovery, mut capture, exposition) = setup(Publication::Provisional);
     assert_eq!(discovery.publication(pid), Publication::Provisional);
     capture.handle(
         &[
@@ -305,12 +306,12 @@ fn held_requests_are_published_when_the_process_is() {
     );
     discovery.set(pid, Publication::Published);
     capture.settle(&discovery);
-    assert_eq!(server_count(&registry, "GET", 200, "/early"), 1.0);
+    assert_eq!(server_count(&exposition, "GET", 200, "/early"), 1.0);
 }
 
 #[test]
 fn a_request_line_written_in_pieces_is_put_together() {
-    let (pid, discovery, mut capture, registry) = setup(Publication::Published);
+    let (pid, discovery, mut capture, exposition) = setup(Publication::Published);
     capture.handle(
         &[
             record(Receive, pid, 6, 10, b"GET "),
@@ -333,22 +334,22 @@ fn a_request_line_written_in_pieces_is_put_together() {
         ],
         &discovery,
     );
-    assert_eq!(server_count(&registry, "GET", 200, "/users/{id}"), 1.0);
+    assert_eq!(server_count(&exposition, "GET", 200, "/users/{id}"), 1.0);
     let sum = sample(
-        &registry,
+        &exposition,
         "http_server_request_duration_seconds_sum{http_request_method=\"GET\",http_response_status_code=\"200\",http_route=\"/users/{id}\",service_name=\"sleep\"}",
     );
     assert!(
         (sum - 0.011).abs() < 1e-9,
         "from the first piece to the status line: {sum}"
     );
-    assert_eq!(server_count(&registry, "POST", 201, "/orders"), 1.0);
-    assert_eq!(server_count(&registry, "GET", 200, "/next"), 1.0);
+    assert_eq!(server_count(&exposition, "POST", 201, "/orders"), 1.0);
+    assert_eq!(server_count(&exposition, "GET", 200, "/next"), 1.0);
 }
 
 #[test]
 fn idle_series_expire_after_the_ttl() {
-    let (pid, discovery, mut capture, registry) = setup(Publication::Published);
+    let (pid, discovery, mut capture, exposition) = setup(Publication::Published);
     capture.handle(
         &[
             record(Receive, pid, 8, 0, b"GET /old HTTP/1.1\r\n\r\n"),
@@ -359,18 +360,22 @@ fn idle_series_expire_after_the_ttl() {
     let now = Instant::now();
     capture.expire(&discovery, now + Duration::from_secs(299));
     assert_eq!(
-        server_count(&registry, "GET", 200, "/old"),
+        server_count(&exposition, "GET", 200, "/old"),
         1.0,
         "still within the TTL"
     );
     capture.expire(&discovery, now + Duration::from_secs(301));
-    assert_eq!(server_count(&registry, "GET", 200, "/old"), 0.0, "expired");
-    assert!(!crate::metrics::encode(&registry).contains("/old"));
+    assert_eq!(
+        server_count(&exposition, "GET", 200, "/old"),
+        0.0,
+        "expired"
+    );
+    assert!(!exposition.text().contains("/old"));
 }
 
 #[test]
 fn a_series_whose_last_process_is_gone_is_removed_after_the_grace() {
-    let (pid, mut discovery, mut capture, registry) = setup(Publication::Published);
+    let (pid, mut discovery, mut capture, exposition) = setup(Publication::Published);
     capture.handle(
         &[
             record(Receive, pid, 8, 0, b"GET /gone HTTP/1.1\r\n\r\n"),
@@ -382,18 +387,18 @@ fn a_series_whose_last_process_is_gone_is_removed_after_the_grace() {
     let now = Instant::now();
     capture.expire(&discovery, now);
     assert_eq!(
-        server_count(&registry, "GET", 200, "/gone"),
+        server_count(&exposition, "GET", 200, "/gone"),
         1.0,
         "kept through the grace"
     );
     capture.expire(&discovery, now + PROCESS_GONE_GRACE);
-    assert_eq!(server_count(&registry, "GET", 200, "/gone"), 0.0);
+    assert_eq!(server_count(&exposition, "GET", 200, "/gone"), 0.0);
 }
 
 /// The `_count` and `_sum` of a body size histogram of the `sleep` service, for a server label set
 /// (`route` given) or a client one.
 fn body_size(
-    registry: &Registry,
+    exposition: &Exposition,
     family: &str,
     method: &str,
     status: u16,
@@ -404,8 +409,8 @@ fn body_size(
         "{{http_request_method=\"{method}\",http_response_status_code=\"{status}\"{route},service_name=\"sleep\"}}"
     );
     (
-        sample(registry, &format!("{family}_count{labels}")),
-        sample(registry, &format!("{family}_sum{labels}")),
+        sample(exposition, &format!("{family}_count{labels}")),
+        sample(exposition, &format!("{family}_sum{labels}")),
     )
 }
 
@@ -414,11 +419,23 @@ const SERVER_RESPONSE_BODY: &str = "http_server_response_body_size_bytes";
 
 #[test]
 fn server_body_sizes_come_from_content_length_or_are_counted_until_the_body_ends() {
-    let (pid, discovery, mut capture, registry) = setup(Publication::Published);
+    let (pid, discovery, mut capture, exposition) = setup(Publication::Published);
     let body = |method, status, route| {
         (
-            body_size(&registry, SERVER_REQUEST_BODY, method, status, Some(route)),
-            body_size(&registry, SERVER_RESPONSE_BODY, method, status, Some(route)),
+            body_size(
+                &exposition,
+                SERVER_REQUEST_BODY,
+                method,
+                status,
+                Some(route),
+            ),
+            body_size(
+                &exposition,
+                SERVER_RESPONSE_BODY,
+                method,
+                status,
+                Some(route),
+            ),
         )
     };
     capture.handle(
@@ -461,7 +478,7 @@ fn server_body_sizes_come_from_content_length_or_are_counted_until_the_body_ends
     assert_eq!(body("POST", 201, "/a"), ((1.0, 8.0), (1.0, 2.0)));
     // The chunked response is recorded when its last chunk is written, not before.
     assert_eq!(body("PUT", 200, "/b"), ((1.0, 15.0), (0.0, 0.0)));
-    assert_eq!(server_count(&registry, "PUT", 200, "/b"), 1.0);
+    assert_eq!(server_count(&exposition, "PUT", 200, "/b"), 1.0);
     capture.handle(&[record(Send, pid, 5, 6, b"0\r\n\r\n")], &discovery);
     assert_eq!(body("PUT", 200, "/b"), ((1.0, 15.0), (1.0, 13.0)));
 
@@ -500,11 +517,11 @@ fn server_body_sizes_come_from_content_length_or_are_counted_until_the_body_ends
         ],
         &discovery,
     );
-    assert_eq!(server_count(&registry, "POST", 204, "/e"), 1.0);
+    assert_eq!(server_count(&exposition, "POST", 204, "/e"), 1.0);
     assert_eq!(body("POST", 204, "/e"), ((0.0, 0.0), (1.0, 0.0)));
     assert_eq!(
         sample(
-            &registry,
+            &exposition,
             "vigil_http_unmeasured_bodies_total{side=\"server\"}"
         ),
         1.0
@@ -513,18 +530,18 @@ fn server_body_sizes_come_from_content_length_or_are_counted_until_the_body_ends
 
 #[test]
 fn client_body_sizes_and_a_response_body_ended_by_the_next_response() {
-    let (pid, discovery, mut capture, registry) = setup(Publication::Published);
+    let (pid, discovery, mut capture, exposition) = setup(Publication::Published);
     let body = |method, status| {
         (
             body_size(
-                &registry,
+                &exposition,
                 "http_client_request_body_size_bytes",
                 method,
                 status,
                 None,
             ),
             body_size(
-                &registry,
+                &exposition,
                 "http_client_response_body_size_bytes",
                 method,
                 status,
@@ -572,7 +589,7 @@ fn connections_are_shown_with_their_role_and_socket_addresses() {
         net::{TcpListener, TcpStream},
         os::{fd::AsRawFd, unix::net::UnixStream},
     };
-    let (_pid, discovery, mut capture, _registry) = setup(Publication::Published);
+    let (_pid, discovery, mut capture, _exposition) = setup(Publication::Published);
     // Real sockets of this test process: a TCP connection's two ends and a Unix socket.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();

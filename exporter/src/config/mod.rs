@@ -77,6 +77,9 @@ pub struct MetricsConfig {
     /// Distinct values a path position may show under one parent path before it collapses to
     /// `{param}`.
     pub max_segment_values: usize,
+    /// RED label sets on this node (each a histogram in every family of its kind); from 90 % of it new
+    /// routes collapse to `_overflow`, at it new label sets are not created.
+    pub max_label_sets: usize,
     /// A series not updated for this long is removed.
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,

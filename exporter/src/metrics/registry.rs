@@ -2,11 +2,13 @@
 //! every stage registers its families with (`Families::register(&Registry) -> Self`, next to the code
 //! that updates them).
 //!
-//! Metrics: `vigil_build_info{version,revision}` (always 1).
+//! Metrics: `vigil_build_info{version,revision}` (always 1), and vigil's own `process_*` metrics
+//! ([`super::process`]).
 
 use prometheus::{Encoder as _, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
-/// Registers `vigil_build_info` and returns a registry for the stages to register into.
+/// Registers `vigil_build_info` and the process metrics, and returns a registry for the stages to
+/// register into.
 pub fn new_registry() -> Registry {
     let registry = Registry::new();
     let build_info = IntGaugeVec::new(
@@ -22,6 +24,9 @@ pub fn new_registry() -> Registry {
         .set(1);
     registry
         .register(Box::new(build_info))
+        .expect("registered once on a fresh registry");
+    registry
+        .register(Box::new(super::process::ProcessCollector::new()))
         .expect("registered once on a fresh registry");
     registry
 }

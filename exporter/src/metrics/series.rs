@@ -1,20 +1,28 @@
 //! The RED series store: records each exchange into the histograms of its label set (the server route
-//! derived from the target, and the gRPC method, bounded per service, see [`super::routes`]), and
-//! removes a series not
-//! updated for `metrics.ttl`, or whose last updating process has been gone for [`PROCESS_GONE_GRACE`]
-//! (another replica updating it keeps it).
+//! derived from the target, and the gRPC method, bounded per service, see [`super::routes`]), within
+//! the node's budget of label sets, and removes a series not updated for `metrics.ttl`, or whose last
+//! updating process has been gone for [`PROCESS_GONE_GRACE`] (another replica updating it keeps it).
+//!
+//! **The node budget** (`metrics.max_label_sets`): routes give way first. From 90 % of the budget, a
+//! new server route or gRPC method is recorded under `_overflow` (its service, method and status stay
+//! apart), so pods keep their series; at the budget, an exchange that would create a label set is not
+//! recorded. Both are counted in `vigil_red_label_sets_limited_total`. The registry's metrics (coverage
+//! gauges, vigil's own) are outside the budget and never dropped.
 
 use std::{
     hash::BuildHasher,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use foldhash::HashMap;
-use prometheus::Histogram;
 
 use super::{
     Call, Exchange, Measure, ServiceLabels, Side, UNKNOWN_ROUTE,
-    red::{DURATION, REQUEST_BODY, RESPONSE_BODY, RedFamilies, SeriesKind},
+    exposition::{RedExposition, SeriesCells, SeriesIndex},
+    red::{
+        DROPPED, DURATION, REQUEST_BODY, RESPONSE_BODY, ROUTE_COLLAPSED, RedFamilies, SeriesKind,
+    },
     routes::{self, OVERFLOW_ROUTE, RouteLimiter},
 };
 use crate::config::MetricsConfig;
@@ -22,57 +30,56 @@ use crate::config::MetricsConfig;
 /// How long a series outlives the last process that updated it, unless another one does.
 pub const PROCESS_GONE_GRACE: Duration = Duration::from_secs(30);
 
-/// One label set of a kind, kept to remove its series later (from every family of the kind): its
-/// label values, and the process that last updated it.
+/// One label set: its histograms, and what removing it needs (its place under the per-service cap,
+/// when and by which process it was last updated).
 #[derive(Debug)]
 struct Series {
-    kind: SeriesKind,
-    labels: Vec<String>,
+    /// Its `service_name` and value under the per-service cap (the `http_route` of a server series,
+    /// the `rpc_method` of a gRPC series), unless it has none or it is the overflow value.
+    capped: Option<(Box<str>, Box<str>)>,
     last_update: Instant,
     last_tgid: u32,
     /// Since when `last_tgid` has not been captured.
     gone_since: Option<Instant>,
-    /// Its histogram in each family of the side, got at its first observation there (looking a label
-    /// set up in a family hashes every value, once per series instead of once per request).
-    histograms: [Option<Histogram>; 3],
-}
-
-impl Series {
-    /// Its value under the per-service cap: the `http_route` of a server series, the `rpc_method` of a
-    /// gRPC series (the overflow value holds no place under the cap).
-    fn route(&self) -> Option<&str> {
-        self.kind
-            .capped_label()
-            .map(|index| self.labels[index].as_str())
-            .filter(|route| *route != OVERFLOW_ROUTE)
-    }
-
-    /// Its `service_name`.
-    fn service_name(&self) -> &str {
-        &self.labels[self.kind.first_identity_label()]
-    }
+    cells: Arc<SeriesCells>,
 }
 
 /// Every RED series vigil exports, with when and by which process each was last updated.
 pub struct RedSeries {
-    /// By a 64-bit hash of side and label values (foldhash's quality variant, which passes SMHasher, at
+    /// By a 64-bit hash of kind and label values (foldhash's quality variant, which passes SMHasher, at
     /// a fraction of SipHash's cost), so that updating a known series allocates nothing.
     series: HashMap<u64, Series>,
+    /// The same label sets' histograms, for scrapes.
+    index: SeriesIndex,
     routes: RouteLimiter,
     /// `metrics.routes`: patterns tried before the heuristic.
     route_patterns: Vec<String>,
     ttl: Duration,
-    families: RedFamilies,
+    /// `metrics.max_label_sets`, and the count from which new routes collapse (90 % of it).
+    max_label_sets: usize,
+    collapse_routes_at: usize,
+    families: Arc<RedFamilies>,
 }
 
 impl RedSeries {
     pub fn new(config: &MetricsConfig, families: RedFamilies) -> Self {
         RedSeries {
             series: HashMap::default(),
+            index: SeriesIndex::default(),
             routes: RouteLimiter::new(config.max_routes_per_service, config.max_segment_values),
             route_patterns: config.routes.clone(),
             ttl: config.ttl,
-            families,
+            max_label_sets: config.max_label_sets,
+            collapse_routes_at: config.max_label_sets - config.max_label_sets / 10,
+            families: Arc::new(families),
+        }
+    }
+
+    /// What scrapes read: the families and the live label sets.
+    pub fn exposition(&self) -> RedExposition {
+        RedExposition {
+            families: self.families.clone(),
+            index: self.index.clone(),
         }
     }
 
@@ -80,9 +87,9 @@ impl RedSeries {
     /// gone (not `is_captured`) for [`PROCESS_GONE_GRACE`].
     pub fn expire(&mut self, is_captured: impl Fn(u32) -> bool, now: Instant) {
         let ttl = self.ttl;
-        let families = &self.families;
         let routes = &mut self.routes;
-        self.series.retain(|_, series| {
+        let mut removed = Vec::new();
+        self.series.retain(|key, series| {
             let captured = is_captured(series.last_tgid);
             let gone_since = match captured {
                 true => None,
@@ -93,17 +100,20 @@ impl RedSeries {
                 && gone_since
                     .is_none_or(|since| now.saturating_duration_since(since) < PROCESS_GONE_GRACE);
             if !keep {
-                if let Some(route) = series.route() {
-                    routes.release(series.service_name(), route);
+                if let Some((service_name, route)) = &series.capped {
+                    routes.release(service_name, route);
                 }
-                let values: Vec<&str> = series.labels.iter().map(String::as_str).collect();
-                for family in families.families(series.kind) {
-                    // A family this label set never updated (no body size observed) has nothing.
-                    let _ = family.remove_label_values(&values);
-                }
+                removed.push(*key);
             }
             keep
         });
+        if !removed.is_empty() {
+            let mut index = self.index.lock().expect("series index lock poisoned");
+            for key in removed {
+                index.remove(&key);
+            }
+            self.families.label_sets.set(index.len() as i64);
+        }
     }
 
     /// Records `exchange` of process `tgid`, whose identity labels are `labels`.
@@ -159,35 +169,19 @@ impl RedSeries {
                     .collect()
             }
         };
-        let key = foldhash::quality::FixedState::default().hash_one((kind, &values));
-        let now = Instant::now();
-        let routes = &mut self.routes;
-        let series = self.series.entry(key).or_insert_with(|| {
-            let series = Series {
-                kind,
-                labels: values.iter().map(|value| value.to_string()).collect(),
-                last_update: now,
-                last_tgid: tgid,
-                gone_since: None,
-                histograms: [None, None, None],
-            };
-            if let Some(route) = series.route() {
-                routes.hold(series.service_name(), route);
-            }
-            series
-        });
-        series.last_update = now;
+        let Some(key) = self.series_of(kind, &values, is_request) else {
+            return;
+        };
+        let series = self.series.get_mut(&key).expect("series_of created it");
+        series.last_update = Instant::now();
         series.last_tgid = tgid;
         series.gone_since = None;
-        let families = self.families.families(kind);
-        let mut observe = |family: usize, value: f64| {
+        let (cells, families) = (&series.cells, self.families.families(kind));
+        let observe = |family: usize, value: f64| {
             // A family not exported (body sizes off, or gRPC's) observes nothing.
-            let Some(vec) = families.get(family) else {
-                return;
-            };
-            series.histograms[family]
-                .get_or_insert_with(|| vec.with_label_values(&values))
-                .observe(value);
+            if let Some(exported) = families.get(family) {
+                cells.histograms[family].observe(&exported.bounds, value);
+            }
         };
         match exchange.measure {
             Measure::Request {
@@ -205,6 +199,68 @@ impl RedSeries {
             }
             Measure::ResponseBody(bytes) => observe(RESPONSE_BODY, bytes as f64),
         }
+    }
+
+    /// The key of the series of label set `values` of `kind`, created within the node budget (see the
+    /// module documentation), or `None` when the budget refuses it. Refusals are counted once per
+    /// request, not again for its late response body.
+    fn series_of(&mut self, kind: SeriesKind, values: &[&str], is_request: bool) -> Option<u64> {
+        let key = foldhash::quality::FixedState::default().hash_one((kind, values));
+        if !self.series.contains_key(&key) {
+            let count = self.series.len();
+            let capped_index = kind
+                .capped_label()
+                .filter(|index| values[*index] != OVERFLOW_ROUTE);
+            if let Some(index) = capped_index.filter(|_| count >= self.collapse_routes_at) {
+                if is_request {
+                    self.families
+                        .limited
+                        .with_label_values(&[ROUTE_COLLAPSED])
+                        .inc();
+                }
+                let mut collapsed = values.to_vec();
+                collapsed[index] = OVERFLOW_ROUTE;
+                // Not counted again: the collapsed label set either exists or is created or dropped.
+                return self.series_of(kind, &collapsed, false);
+            }
+            if count >= self.max_label_sets {
+                if is_request {
+                    self.families.limited.with_label_values(&[DROPPED]).inc();
+                }
+                return None;
+            }
+            self.create(key, kind, values);
+        }
+        Some(key)
+    }
+
+    /// Creates the label set `values` of `kind` under `key`: in the store, under its service's cap,
+    /// and for scrapes.
+    fn create(&mut self, key: u64, kind: SeriesKind, values: &[&str]) {
+        let capped = kind
+            .capped_label()
+            .map(|index| values[index])
+            .filter(|route| *route != OVERFLOW_ROUTE)
+            .map(|route| {
+                let service_name = values[kind.first_identity_label()];
+                self.routes.hold(service_name, route);
+                (service_name.into(), route.into())
+            });
+        let cells = Arc::new(SeriesCells::new(kind, values, &self.families));
+        let mut index = self.index.lock().expect("series index lock poisoned");
+        index.insert(key, cells.clone());
+        self.families.label_sets.set(index.len() as i64);
+        drop(index);
+        self.series.insert(
+            key,
+            Series {
+                capped,
+                last_update: Instant::now(),
+                last_tgid: 0,
+                gone_since: None,
+                cells,
+            },
+        );
     }
 
     /// `route` (an HTTP server route or a gRPC method) of `service`, or the overflow value when the
@@ -232,21 +288,23 @@ mod tests {
     use prometheus::Registry;
 
     use super::*;
-    use crate::metrics::{encode, registry::counter_value};
+    use crate::metrics::{Exposition, registry::counter_value};
 
     fn store(max_routes: usize, max_segment_values: usize) -> (RedSeries, Registry) {
-        store_with(max_routes, max_segment_values, true)
+        store_with(max_routes, max_segment_values, true, 100_000)
     }
 
     fn store_with(
         max_routes: usize,
         max_segment_values: usize,
         body_sizes: bool,
+        max_label_sets: usize,
     ) -> (RedSeries, Registry) {
         let registry = Registry::new();
         let config = MetricsConfig {
             max_routes_per_service: max_routes,
             max_segment_values,
+            max_label_sets,
             ttl: Duration::from_secs(300),
             routes: Vec::new(),
             duration_buckets: vec![0.1, 1.0],
@@ -273,9 +331,17 @@ mod tests {
         }
     }
 
+    /// What `/metrics` would serve.
+    fn text(series: &RedSeries, registry: &Registry) -> String {
+        Exposition::new(registry.clone(), series.exposition()).text()
+    }
+
     /// The distinct `http_route` values exported.
-    fn exported_routes(registry: &Registry) -> std::collections::BTreeSet<String> {
-        encode(registry)
+    fn exported_routes(
+        series: &RedSeries,
+        registry: &Registry,
+    ) -> std::collections::BTreeSet<String> {
+        text(series, registry)
             .lines()
             .filter(|line| line.starts_with("http_server_request_duration_seconds_count"))
             .filter_map(|line| {
@@ -314,7 +380,7 @@ mod tests {
             };
             series.record(&labels, 1, request(target));
         }
-        let routes = exported_routes(&registry);
+        let routes = exported_routes(&series, &registry);
         // Each position keeps its first ten values and collapses the rest: far below the cap.
         assert!(routes.len() <= 40, "{} routes: {routes:?}", routes.len());
         for route in [
@@ -337,13 +403,13 @@ mod tests {
         assert_eq!(overflow(), 0.0);
         capped.record(&labels, 1, request("/d".to_owned()));
         assert_eq!(overflow(), 1.0);
-        assert!(exported_routes(&registry).contains(OVERFLOW_ROUTE));
+        assert!(exported_routes(&capped, &registry).contains(OVERFLOW_ROUTE));
         // Every series expires: the routes leave the cap, and a new route takes a slot.
         capped.expire(|_| true, Instant::now() + Duration::from_secs(301));
         capped.record(&labels, 1, request("/e".to_owned()));
         assert_eq!(overflow(), 1.0, "/e took a freed slot");
         assert_eq!(
-            exported_routes(&registry),
+            exported_routes(&capped, &registry),
             std::collections::BTreeSet::from(["/e".to_owned()])
         );
     }
@@ -352,9 +418,9 @@ mod tests {
     fn body_size_histograms_are_exported_only_when_on() {
         let labels = ServiceLabels::host("shop", "");
         for body_sizes in [true, false] {
-            let (mut series, registry) = store_with(100, 10, body_sizes);
+            let (mut series, registry) = store_with(100, 10, body_sizes, 100);
             series.record(&labels, 1, request("/a".to_owned()));
-            let text = encode(&registry);
+            let text = text(&series, &registry);
             assert!(text.contains("http_server_request_duration_seconds_count{"));
             assert_eq!(
                 text.contains("http_server_response_body_size_bytes_count{"),
@@ -367,5 +433,82 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn the_node_budget_collapses_routes_first_then_drops_and_counts_both() {
+        // 20 label sets: routes collapse from 18.
+        let (mut series, registry) = store_with(1000, 1000, false, 20);
+        let shop = ServiceLabels::host("shop", "");
+        let limited = |action: &str| {
+            registry
+                .gather()
+                .iter()
+                .filter(|family| family.name() == "vigil_red_label_sets_limited_total")
+                .flat_map(|family| family.get_metric())
+                .find(|metric| metric.get_label()[0].value() == action)
+                .map(|metric| metric.get_counter().get_value())
+        };
+        assert_eq!(
+            limited(ROUTE_COLLAPSED),
+            Some(0.0),
+            "exported before any limit"
+        );
+        assert_eq!(limited(DROPPED), Some(0.0));
+        for n in 0..30 {
+            series.record(&shop, 1, request(format!("/{}", word(n))));
+        }
+        let routes = exported_routes(&series, &registry);
+        assert_eq!(routes.len(), 19, "18 routes and _overflow: {routes:?}");
+        assert!(routes.contains(OVERFLOW_ROUTE));
+        assert_eq!(limited(ROUTE_COLLAPSED), Some(12.0));
+        let overflow_count = format!(
+            "http_server_request_duration_seconds_count{{http_request_method=\"GET\",http_response_status_code=\"200\",http_route=\"{OVERFLOW_ROUTE}\",service_name=\"shop\"}} 12"
+        );
+        assert!(
+            text(&series, &registry)
+                .lines()
+                .any(|line| line == overflow_count)
+        );
+        // A known route still counts; a client label set (no route) takes the last place.
+        series.record(&shop, 1, request("/a".to_owned()));
+        let client = |method: &'static str| Exchange {
+            side: Side::Client,
+            call: Call::Http {
+                method,
+                target: "/".to_owned(),
+                status: 200,
+            },
+            measure: Measure::Request {
+                seconds: 0.01,
+                request_body: None,
+                response_body: None,
+            },
+        };
+        series.record(&shop, 1, client("GET"));
+        assert_eq!(limited(DROPPED), Some(0.0));
+        // The budget is spent: a new label set is dropped; a new route still counts under _overflow.
+        series.record(&shop, 1, client("POST"));
+        series.record(&shop, 1, request(format!("/{}", word(99))));
+        assert_eq!(limited(DROPPED), Some(1.0));
+        assert_eq!(limited(ROUTE_COLLAPSED), Some(13.0));
+        let exported = text(&series, &registry);
+        assert!(!exported.contains("POST"), "{exported}");
+        assert!(
+            exported
+                .lines()
+                .any(|line| line == "vigil_red_label_sets 20"),
+            "{exported}"
+        );
+        assert!(
+            exported.lines().any(|line| line.starts_with(
+                "http_server_request_duration_seconds_count{http_request_method=\"GET\",http_response_status_code=\"200\",http_route=\"/a\",service_name=\"shop\"} 2"
+            )),
+            "{exported}"
+        );
+        // Expiry frees the budget.
+        series.expire(|_| true, Instant::now() + Duration::from_secs(301));
+        series.record(&shop, 1, client("POST"));
+        assert!(text(&series, &registry).contains("POST"));
     }
 }
