@@ -2,7 +2,9 @@
 //! server. A pod serving HTTP through io_uring (its traffic never reaches a syscall vigil hooks) reads
 //! `traffic_not_captured` while it serves and `monitored` again once the window has passed; a pod serving
 //! a line protocol that is not HTTP reads `unrecognized_protocol`; a node `cluster` pod and a pm2
-//! cluster-mode pod, whose requests are counted, read `monitored` throughout.
+//! cluster-mode pod, whose requests are counted, read `monitored` throughout. Pods that share the host's
+//! network namespace, selected without a port, are judged on the ports they serve, not on the node's
+//! other connections.
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
@@ -260,6 +262,94 @@ fn the_gauge_says_unmonitored_for_traffic_vigil_does_not_count() {
         lines_flagged.unwrap(),
         cleared_after.as_secs_f64()
     );
+}
+
+#[test]
+fn host_network_pods_without_a_port_selector_are_judged_on_their_own_ports() {
+    if !require_root("host_network_pods_without_a_port_selector_are_judged_on_their_own_ports") {
+        return;
+    }
+    // Simulated pods share the host's network namespace, as host-network pods do; the selector names
+    // no port, so vigil reads the ports each pod serves to tell their connections from the node's.
+    let server = FakeApiServer::start();
+    let kubeconfig = server.kubeconfig();
+    let config = format!(
+        "discovery:\n  instrument: [{{k8s_namespace: shop}}]\n  heartbeat_interval: 500ms\n\
+         k8s:\n  node_name: {NODE}\n  traffic_window: 3s\n"
+    );
+    let vigil = Vigil::spawn(&config, &["--kubeconfig", kubeconfig.to_str().unwrap()]);
+    vigil.wait_ready(Duration::from_secs(20));
+    let (_idle, _) = announced(
+        &server,
+        "idle",
+        "/usr/bin/python3",
+        &["any_path_server.py"],
+        "integration/workloads/python",
+    );
+    let uring_binary = workload_binary("uring-server");
+    let (_uring, uring_port) = announced(
+        &server,
+        "uring",
+        uring_binary.to_str().unwrap(),
+        &[],
+        "integration",
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            status_of(&vigil, "idle").is_some_and(|(status, _)| status == "monitored")
+                && status_of(&vigil, "uring").is_some_and(|(status, _)| status == "monitored")
+        }),
+        "{:?}",
+        statuses(&vigil)
+    );
+    // A server of the node itself (no pod, not captured) takes connections all along.
+    let host_port = free_port();
+    let mut host_server = std::process::Command::new("/usr/bin/python3");
+    host_server
+        .arg(workspace().join("integration/workloads/python/any_path_server.py"))
+        .arg(host_port.to_string())
+        .stdout(std::process::Stdio::piped());
+    let mut host_server = vigil_integration::Background::spawn(&mut host_server);
+    let mut line = String::new();
+    BufReader::new(host_server.0.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), format!("listening {host_port}"));
+    let host = keep_sending(move || {
+        assert_eq!(http_client::get_once(host_port, "/"), 200);
+    });
+    // Four windows of node traffic: the idle pod stays monitored.
+    let mut idle_statuses = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(12);
+    while Instant::now() < deadline {
+        idle_statuses.extend(status_of(&vigil, "idle"));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        !idle_statuses.is_empty()
+            && idle_statuses
+                .iter()
+                .all(|(status, _)| status == "monitored"),
+        "the node's connections were taken for the idle pod's: {idle_statuses:?}"
+    );
+    // The io_uring pod's own traffic, which vigil does not see, is still caught on its port.
+    let uring = keep_sending(move || {
+        assert_eq!(http_client::get_once(uring_port, "/"), 200);
+    });
+    assert!(
+        eventually(Duration::from_secs(6), || status_of(&vigil, "uring")
+            == Some(("traffic_not_captured".into(), String::new()))),
+        "{:?}",
+        statuses(&vigil)
+    );
+    assert_eq!(
+        status_of(&vigil, "idle"),
+        Some(("monitored".into(), String::new()))
+    );
+    for (stop, thread) in [host, uring] {
+        stop.store(true, Ordering::Relaxed);
+        thread.join().unwrap();
+    }
 }
 
 /// Builds the Go HTTPS server (stdlib only, offline) next to vigil's binary.

@@ -247,6 +247,7 @@ mod tests {
             pod_uid: Some(pod.to_owned()),
             tgids: vec![tgid],
             ports: BTreeSet::from([port]),
+            shared_namespace: false,
         }
     }
 

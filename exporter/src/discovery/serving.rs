@@ -2,9 +2,11 @@
 //! namespace), with the network namespace they serve in and the ports they serve. A pod's containers
 //! share one network namespace, so connections accepted in it are the pod's; where several pods or host
 //! processes share one (host network), connections count for the group whose processes serve their
-//! port.
+//! port. Those ports are known from the port selectors; without one, they are read here for the groups
+//! of a shared namespace (the host's, or one several groups are in), so that a host-network pod never
+//! claims the node's other connections.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, btree_map::Entry};
 
 use super::Discovery;
 
@@ -18,13 +20,17 @@ pub struct ServingGroup {
     pub tgids: Vec<u32>,
     /// The ports they serve (listen on, or hold connections accepted on).
     pub ports: BTreeSet<u16>,
+    /// Whether other groups or the host's own processes serve in the same namespace: its connections
+    /// are the group's only on its ports.
+    pub shared_namespace: bool,
 }
 
 impl ServingGroup {
     /// Whether connections accepted on `port` of the group's namespace are the group's: the ports its
-    /// processes serve, or any port of a pod's namespace when none is known (no port selector).
+    /// processes serve, or any port of a pod's own namespace when none is known (no port selector).
     pub fn serves(&self, port: u16) -> bool {
-        self.ports.contains(&port) || (self.ports.is_empty() && self.pod_uid.is_some())
+        self.ports.contains(&port)
+            || (self.ports.is_empty() && self.pod_uid.is_some() && !self.shared_namespace)
     }
 }
 
@@ -61,6 +67,77 @@ impl Discovery {
             group.tgids.push(pid);
             group.ports.extend(&decision.ports);
         }
-        groups.into_values().collect()
+        let mut groups: Vec<ServingGroup> = groups.into_values().collect();
+        self.mark_shared_namespaces(&mut groups);
+        groups
+    }
+
+    /// Marks the groups of a shared namespace (the host's: that of pid 1, or one several groups are
+    /// in), and reads the ports of those that have none from the port selectors.
+    fn mark_shared_namespaces(&self, groups: &mut [ServingGroup]) {
+        let host = self.reader.net_namespace(1).ok();
+        let mut groups_per_namespace: BTreeMap<u64, usize> = BTreeMap::new();
+        for group in groups.iter() {
+            *groups_per_namespace.entry(group.netns).or_default() += 1;
+        }
+        // Served sockets by namespace, read once per call.
+        let mut served: BTreeMap<u64, BTreeMap<u64, u16>> = BTreeMap::new();
+        for group in groups.iter_mut() {
+            group.shared_namespace =
+                Some(group.netns) == host || groups_per_namespace[&group.netns] > 1;
+            if !group.shared_namespace || !group.ports.is_empty() {
+                continue;
+            }
+            for &tgid in &group.tgids {
+                // A process gone or unreadable meanwhile serves nothing now.
+                let Ok(sockets) = self.reader.socket_inodes(tgid) else {
+                    continue;
+                };
+                if sockets.is_empty() {
+                    continue;
+                }
+                let table = match served.entry(group.netns) {
+                    Entry::Occupied(entry) => entry.into_mut(),
+                    Entry::Vacant(entry) => match self.reader.served_sockets(tgid) {
+                        Ok(table) => entry.insert(table),
+                        Err(_) => continue,
+                    },
+                };
+                group
+                    .ports
+                    .extend(sockets.iter().filter_map(|inode| table.get(inode)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pod_without_known_ports_claims_its_own_namespace_only() {
+        let own = ServingGroup {
+            netns: 1,
+            pod_uid: Some("uid".to_owned()),
+            ..ServingGroup::default()
+        };
+        assert!(own.serves(8080), "any port of the pod's own namespace");
+        let shared = ServingGroup {
+            shared_namespace: true,
+            ..own.clone()
+        };
+        assert!(!shared.serves(8080), "host network: only its ports");
+        let shared_with_port = ServingGroup {
+            ports: BTreeSet::from([8080]),
+            ..shared
+        };
+        assert!(shared_with_port.serves(8080));
+        assert!(!shared_with_port.serves(9090));
+        let host_process = ServingGroup {
+            pod_uid: None,
+            ..own
+        };
+        assert!(!host_process.serves(8080), "outside pods: only its ports");
     }
 }
