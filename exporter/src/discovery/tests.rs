@@ -571,7 +571,9 @@ fn a_process_holding_a_connection_accepted_on_a_selected_port_serves_it() {
     // inheritable) and not the listener.
     rustix::io::fcntl_setfd(&accepted, rustix::io::FdFlags::empty()).unwrap();
     let accepted_fd = std::os::fd::AsRawFd::as_raw_fd(&accepted);
-    let mut child = Command::new("sh")
+    // bash, not sh: dash reads only single-digit descriptors in a redirection, and tests running
+    // beside this one (a tokio runtime) push the accepted socket's number past 9.
+    let mut child = Command::new("bash")
         .args(["-c", &format!("exec 3<&{accepted_fd}; exec sleep 30.8")])
         .stdin(Stdio::null())
         .spawn()
@@ -592,9 +594,11 @@ fn a_process_holding_a_connection_accepted_on_a_selected_port_serves_it() {
     );
 }
 
-/// Reconciles until `pid` is captured (its shell has exec'd), for up to two seconds.
+/// Reconciles until `pid` is captured (its shell has exec'd), for up to ten seconds (a loaded machine
+/// may take a while to run the exec).
 fn eventually_captured(discovery: &mut Discovery, filter: &SharedFilter, pid: u32) -> bool {
-    for _ in 0..200 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
         discovery.reconcile(Instant::now()).unwrap();
         if filter.contains(pid) {
             return true;
