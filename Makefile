@@ -1,6 +1,6 @@
 # The two commands of the README. Both run scripts/setup.sh first (idempotent; about a second when
 # everything is installed). Both need root: vigil loads eBPF programs, the tests run real ones.
-.PHONY: run test setup setup-test
+.PHONY: run test setup setup-test bench-growth
 
 # Runs vigil on this node with the embedded default configuration. Extra flags: make run ARGS='--log.level debug'
 run: setup
@@ -11,6 +11,12 @@ run: setup
 # scenarios against the real kernel and real workloads.
 test: setup-test
 	bash scripts/test.sh
+
+# What vigil costs as its node fills: RSS, scrape cost and exposition size against pods and label sets,
+# RSS against connections (integration/src/bin/bench_growth.rs; about 12 minutes, ARGS=--quick for 3).
+bench-growth: setup-test
+	cargo build --release -p vigil -p vigil-integration --bins
+	./target/release/bench-growth $(ARGS)
 
 setup:
 	bash scripts/setup.sh

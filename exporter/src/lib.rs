@@ -149,6 +149,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let lock_capture = || capture.lock().expect("capture lock poisoned");
     let mut events = Vec::new();
     let mut io = Vec::new();
+    let mut last_drain: Option<Instant> = None;
     let stop = stop_signal();
     tokio::pin!(stop);
     loop {
@@ -158,6 +159,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 break;
             }
             _ = drain.tick() => {
+                let started = Instant::now();
+                if let Some(last) = last_drain.replace(started) {
+                    kernel_metrics.observe_drain_interval(started - last);
+                }
                 io_events.drain(&mut io);
                 kernel_events.drain(&mut events);
                 let mut discovery = lock();

@@ -41,7 +41,7 @@ const CONFIG: &str = "discovery:\n  min_process_age: 100ms\n  instrument:\n    \
 
 /// Panel targets (dashboard file, panel title, refId) this scenario legitimately leaves empty, and why.
 /// Every other target must return at least one series with a finite value.
-const MAY_BE_EMPTY: [(&str, &str, &str, &str); 7] = [
+const MAY_BE_EMPTY: [(&str, &str, &str, &str); 5] = [
     // vigil watches no Kubernetes API in this test (node only): the pod gauges are not served.
     (
         "vigil-coverage.json",

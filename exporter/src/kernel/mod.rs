@@ -20,6 +20,8 @@
 //!   TLS uprobes ([`TlsProbes`]), the number of binaries they are attached to.
 //! - `vigil_probe_errors_total{program,stage}`: failures to prepare (`layout`), load (`load`, with the
 //!   verifier log in vigil's log) or attach (`attach`) a program. vigil keeps running without it.
+//! - `vigil_drain_interval_seconds`: time between the starts of successive drains of the ring buffers
+//!   (`ebpf.drain_interval` when nothing delays them: a longer one is jitter, e.g. from a scrape).
 
 mod btf;
 mod filter;
@@ -40,7 +42,7 @@ use aya::{
     maps::MapError,
     programs::{ProgramError, TracePoint, UProbe},
 };
-use prometheus::{IntCounterVec, IntGaugeVec, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Registry};
 use vigil_common::{
     CAPTURE_ON_LISTEN_GLOBAL, HTTP2_CONNECTIONS_MAP, IO_EVENTS_MAP, LOST_EVENTS_MAP, LostSource,
     PROCESS_EVENTS_MAP, PROCESS_LAYOUT_GLOBAL, SERVED_PORTS_MAP, SOCK_LAYOUT_GLOBAL,
@@ -57,7 +59,7 @@ pub use tls_probes::{ProcessTls, TlsProbes};
 
 use crate::{
     config::EbpfConfig,
-    metrics::{counter_vec, gauge_vec},
+    metrics::{counter_vec, gauge_vec, register},
 };
 
 /// vigil's eBPF object, built by `build.rs`.
@@ -121,6 +123,7 @@ pub struct KernelMetrics {
     probes_attached: IntGaugeVec,
     probe_errors: IntCounterVec,
     io_events: IntCounterVec,
+    drain_interval: Histogram,
 }
 
 impl KernelMetrics {
@@ -155,6 +158,19 @@ impl KernelMetrics {
                 "Socket I/O records of instrumented processes received from the kernel, by kind.",
                 &["kind"],
             ),
+            drain_interval: register(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "vigil_drain_interval_seconds",
+                        "Time between the starts of successive drains of the ring buffers: ebpf.drain_interval unless something delayed them.",
+                    )
+                    .buckets(vec![
+                        0.005, 0.01, 0.02, 0.025, 0.03, 0.04, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    ]),
+                )
+                .expect("static metric definition"),
+            ),
         };
         for source in LostSource::ALL {
             metrics.events_lost.with_label_values(&[source.label()]);
@@ -169,6 +185,11 @@ impl KernelMetrics {
             metrics.probes_attached.with_label_values(&[program]).set(0);
         }
         metrics
+    }
+
+    /// A drain started `interval` after the previous one.
+    pub fn observe_drain_interval(&self, interval: std::time::Duration) {
+        self.drain_interval.observe(interval.as_secs_f64());
     }
 }
 
