@@ -32,6 +32,8 @@ pub(super) struct Connection {
     /// What its first bytes looked like, when no protocol claimed them and the process received them.
     unrecognized: Option<ProtocolHint>,
     addresses: AddressLookup,
+    /// When its last record was read or written (kernel boot time), to evict the idlest first.
+    last_active_ns: u64,
 }
 
 impl Connection {
@@ -42,6 +44,7 @@ impl Connection {
             parser: None,
             unrecognized: received_first.map(ProtocolHint::of),
             addresses: AddressLookup::NotYet,
+            last_active_ns: 0,
         }
     }
 
@@ -57,6 +60,11 @@ impl Connection {
             }
         }
         self.parser.as_mut()
+    }
+
+    /// A record of it was read or written at `boot_time_ns`.
+    pub(super) fn touch(&mut self, boot_time_ns: u64) {
+        self.last_active_ns = self.last_active_ns.max(boot_time_ns);
     }
 
     /// The connection closed: its parser, to end what it was counting, and the hint of its bytes when
@@ -111,6 +119,29 @@ impl Connection {
         }
         row
     }
+}
+
+/// Forgets the idlest eighth of `connections` (at least one), those whose last record is oldest, without
+/// ending what they were counting (an evicted connection invents no outcome; a later record of it starts
+/// it again as a connection adopted mid-way). Returns how many were forgotten.
+pub(super) fn evict_idlest(connections: &mut HashMap<ConnectionKey, Connection>) -> usize {
+    let count = (connections.len() / 8).max(1).min(connections.len());
+    if count == 0 {
+        return 0;
+    }
+    let mut activity: Vec<u64> = connections
+        .values()
+        .map(|connection| connection.last_active_ns)
+        .collect();
+    let (_, threshold, _) = activity.select_nth_unstable(count - 1);
+    let threshold = *threshold;
+    let mut evicted = 0;
+    connections.retain(|_, connection| {
+        let evict = evicted < count && connection.last_active_ns <= threshold;
+        evicted += usize::from(evict);
+        !evict
+    });
+    evicted
 }
 
 /// A connection's addresses, looked up once.

@@ -23,7 +23,12 @@
 //! **Traffic** ([`traffic`]): per process, the exchanges recognised and the TCP connections it serves
 //! that no protocol claimed (with a hint: TLS, HTTP/2, unknown), taken by coverage on each heartbeat.
 //!
-//! Metrics: those of [`protocols`] and [`hold`]; the RED families are the metrics stage's.
+//! **Bound.** At most `capture.max_connections` connections are followed: a new one past it first makes
+//! capture forget the idlest eighth (by their last record), counted in
+//! `vigil_capture_connections_evicted_total`.
+//!
+//! Metrics: those of [`protocols`] and [`hold`]; `vigil_capture_connections` (followed now),
+//! `vigil_capture_connections_evicted_total`; the RED families are the metrics stage's.
 
 mod connection;
 mod hold;
@@ -39,7 +44,7 @@ use std::{
 };
 
 use foldhash::HashMap;
-use prometheus::Registry;
+use prometheus::{IntCounter, IntGauge, Registry};
 use vigil_common::IoEventKind;
 
 use connection::Connection;
@@ -53,7 +58,7 @@ pub use view::ProcessView;
 use crate::{
     discovery::Publication,
     kernel::IoRecord,
-    metrics::{Exchange, Measure, RedSeries},
+    metrics::{Exchange, Measure, RedSeries, register},
     pods::PodStore,
 };
 
@@ -61,6 +66,8 @@ use crate::{
 pub struct CaptureMetrics {
     protocols: Protocols,
     hold: Hold,
+    connections: IntGauge,
+    evicted: IntCounter,
 }
 
 impl CaptureMetrics {
@@ -68,6 +75,22 @@ impl CaptureMetrics {
         CaptureMetrics {
             protocols: Protocols::register(registry),
             hold: Hold::register(registry),
+            connections: register(
+                registry,
+                IntGauge::new(
+                    "vigil_capture_connections",
+                    "Connections (and TLS sessions) of captured processes that capture follows now.",
+                )
+                .expect("static metric definition"),
+            ),
+            evicted: register(
+                registry,
+                IntCounter::new(
+                    "vigil_capture_connections_evicted_total",
+                    "Connections capture forgot because it followed capture.max_connections: the idlest eighth each time (a later record of one adopts it again).",
+                )
+                .expect("static metric definition"),
+            ),
         }
     }
 }
@@ -76,6 +99,10 @@ impl CaptureMetrics {
 /// series they become.
 pub struct Capture {
     connections: HashMap<ConnectionKey, Connection>,
+    /// `capture.max_connections`.
+    max_connections: usize,
+    connections_gauge: IntGauge,
+    evicted: IntCounter,
     protocols: Protocols,
     held: Hold,
     labels: LabelCache,
@@ -93,9 +120,13 @@ impl Capture {
         pods: Option<Arc<Mutex<PodStore>>>,
         metrics: CaptureMetrics,
         series: RedSeries,
+        max_connections: usize,
     ) -> Self {
         Capture {
             connections: HashMap::default(),
+            max_connections,
+            connections_gauge: metrics.connections,
+            evicted: metrics.evicted,
             protocols: metrics.protocols,
             held: metrics.hold,
             labels: LabelCache::new(pods),
@@ -122,10 +153,17 @@ impl Capture {
                     }
                 }
             } else {
+                if self.connections.len() >= self.max_connections
+                    && !self.connections.contains_key(&key)
+                {
+                    let evicted = connection::evict_idlest(&mut self.connections);
+                    self.evicted.inc_by(evicted as u64);
+                }
                 let connection = self.connections.entry(key).or_insert_with(|| {
                     let received = record.kind == IoEventKind::Receive;
                     Connection::unparsed(received.then_some(&record.data[..]))
                 });
+                connection.touch(record.boot_time_ns);
                 // Until a protocol claims it, each transfer may be the first head (a connection
                 // adopted mid-body).
                 let mut recognised = false;
@@ -145,6 +183,7 @@ impl Capture {
             }
         }
         self.finished = finished;
+        self.connections_gauge.set(self.connections.len() as i64);
     }
 
     /// Publishes the requests held for processes discovery has published since, drops those of processes
@@ -168,6 +207,7 @@ impl Capture {
         }
         self.connections
             .retain(|(tgid, _, _), _| processes.publication(*tgid).is_captured());
+        self.connections_gauge.set(self.connections.len() as i64);
     }
 
     /// The connections (tgid, fd, session) recognised since the last call whose protocol needs whole

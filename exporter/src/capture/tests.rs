@@ -78,6 +78,11 @@ fn record(kind: IoEventKind, tgid: u32, fd: u32, at_ms: u64, data: &[u8]) -> IoR
 }
 
 fn capture() -> (Capture, Exposition) {
+    capture_following(1000)
+}
+
+/// A capture that follows at most `max_connections` connections.
+fn capture_following(max_connections: usize) -> (Capture, Exposition) {
     let registry = Registry::new();
     let config = MetricsConfig {
         max_routes_per_service: 100,
@@ -91,7 +96,12 @@ fn capture() -> (Capture, Exposition) {
     };
     let series = RedSeries::new(&config, RedFamilies::register(&registry, &config));
     let series_exposition = series.exposition();
-    let capture = Capture::new(None, CaptureMetrics::register(&registry), series);
+    let capture = Capture::new(
+        None,
+        CaptureMetrics::register(&registry),
+        series,
+        max_connections,
+    );
     let exposition = Exposition::new(registry, series_exposition);
     (capture, exposition)
 }
@@ -662,4 +672,66 @@ fn connections_are_shown_with_their_role_and_socket_addresses() {
             .iter()
             .all(|connection| connection["fd"] != fd(&server))
     );
+}
+
+#[test]
+fn past_its_bound_capture_forgets_the_idlest_connections_and_counts_them() {
+    let (pid, discovery, _, _) = setup(Publication::Published);
+    let (mut capture, exposition) = capture_following(16);
+    // 40 connections, each with a request still waiting for its response; fd n last active at n ms.
+    let requests: Vec<IoRecord> = (0..40)
+        .map(|fd| {
+            record(
+                Receive,
+                pid,
+                fd,
+                1_000 + u64::from(fd),
+                b"GET /a HTTP/1.1\r\n\r\n",
+            )
+        })
+        .collect();
+    capture.handle(&requests, &discovery);
+    let followed: Vec<u32> = capture.connections().iter().map(|row| row.fd).collect();
+    assert!(followed.len() <= 16, "{followed:?}");
+    assert!(followed.contains(&39), "the newest is kept: {followed:?}");
+    assert!(
+        !followed.contains(&0),
+        "the idlest went first: {followed:?}"
+    );
+    let evicted = sample(&exposition, "vigil_capture_connections_evicted_total");
+    assert_eq!(evicted as usize + followed.len(), 40);
+    assert_eq!(
+        sample(&exposition, "vigil_capture_connections"),
+        followed.len() as f64
+    );
+    // A kept connection's response is paired; a forgotten one's invents nothing, and its next request
+    // is counted again (adopted).
+    capture.handle(
+        &[
+            record(
+                Send,
+                pid,
+                39,
+                2_000,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            ),
+            record(
+                Send,
+                pid,
+                0,
+                2_001,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            ),
+            record(Receive, pid, 0, 2_002, b"GET /a HTTP/1.1\r\n\r\n"),
+            record(
+                Send,
+                pid,
+                0,
+                2_003,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            ),
+        ],
+        &discovery,
+    );
+    assert_eq!(server_count(&exposition, "GET", 200, "/a"), 2.0);
 }

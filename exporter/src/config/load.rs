@@ -126,6 +126,10 @@ impl Config {
             let key = "metrics.max_routes_per_service";
             return Err(origins.invalid(key, format!("{key} must be at least 1")));
         }
+        if self.capture.max_connections == 0 {
+            let key = "capture.max_connections";
+            return Err(origins.invalid(key, format!("{key} must be at least 1")));
+        }
         if self.metrics.max_label_sets == 0 {
             let key = "metrics.max_label_sets";
             return Err(origins.invalid(key, format!("{key} must be at least 1")));

@@ -43,6 +43,7 @@ pub struct Config {
     pub paths: PathsConfig,
     pub ebpf: EbpfConfig,
     pub discovery: DiscoveryConfig,
+    pub capture: CaptureConfig,
     pub metrics: MetricsConfig,
     pub k8s: KubernetesConfig,
 }
@@ -65,6 +66,14 @@ pub struct KubernetesConfig {
     pub traffic_window: Duration,
     /// Namespaces whose pods are never expected to be monitored.
     pub excluded_namespaces: Vec<String>,
+}
+
+/// `capture.*`: what capture keeps of captured processes' connections.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// Connections (and TLS sessions) followed at once; past it, the idlest eighth are forgotten.
+    pub max_connections: usize,
 }
 
 /// `metrics.*`: the series vigil serves.
