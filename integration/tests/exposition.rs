@@ -127,3 +127,72 @@ fn metrics_are_gzipped_when_asked_and_carry_no_empty_label() {
     let (headers, _) = scrape(vigil.port, Some("gzip;q=0, identity"));
     assert_eq!(header(&headers, "content-encoding"), None, "gzip refused");
 }
+
+#[test]
+fn past_the_node_budget_routes_collapse_then_new_label_sets_are_dropped_and_counted() {
+    if !require_root(
+        "past_the_node_budget_routes_collapse_then_new_label_sets_are_dropped_and_counted",
+    ) {
+        return;
+    }
+    let port = free_port();
+    // 20 label sets: routes collapse from the 18th.
+    let vigil = Vigil::start(&format!(
+        "discovery:\n  instrument: [{{open_ports: '{port}'}}]\nmetrics:\n  max_label_sets: 20\n"
+    ));
+    let mut server = Background::spawn(
+        Command::new("node")
+            .arg("server.js")
+            .current_dir(workspace().join("integration/workloads/http-server"))
+            .env("PORT", port.to_string())
+            .stdout(Stdio::piped()),
+    );
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    vigil.wait_captured(port);
+    // 25 routes of words (kept by the route heuristic), 200 each; then two new statuses.
+    let routes: Vec<String> = (0..25)
+        .map(|n| format!("/{}", char::from(b'a' + n as u8).to_string().repeat(3)))
+        .collect();
+    let mut connection = vigil_integration::http_client::Connection::open(port);
+    for route in &routes {
+        assert_eq!(connection.get(route), 200);
+    }
+    assert_eq!(connection.get("/fail"), 500);
+    assert_eq!(connection.get("/missing/x"), 404);
+    let count = |route: &str, status: u16| {
+        vigil.try_metric(&format!(
+            "http_server_request_duration_seconds_count{{http_request_method=\"GET\",http_response_status_code=\"{status}\",http_route=\"{route}\",service_name=\"node\"}}"
+        ))
+    };
+    // The last request (the 404) is the one dropped: once it is counted, every request was handled.
+    assert!(
+        eventually(Duration::from_secs(10), || vigil.try_metric(
+            "vigil_red_label_sets_limited_total{action=\"dropped\"}"
+        ) == Some(1.0)),
+        "{}",
+        vigil.metrics()
+    );
+    assert_eq!(vigil.metric("vigil_red_label_sets"), 20.0);
+    // The first 18 routes have their own series; the other 7 collapsed into one _overflow series (the
+    // 19th label set) and the 500 into another (the 20th); the 404, which would be a 21st, was dropped.
+    for route in &routes[..18] {
+        assert_eq!(count(route, 200), Some(1.0), "{route}");
+    }
+    for route in &routes[18..] {
+        assert_eq!(count(route, 200), None, "{route}");
+    }
+    assert_eq!(count("_overflow", 200), Some(7.0));
+    assert_eq!(count("_overflow", 500), Some(1.0));
+    assert_eq!(count("_overflow", 404), None);
+    assert_eq!(
+        vigil.metric("vigil_red_label_sets_limited_total{action=\"route_collapsed\"}"),
+        9.0,
+        "7 routes, then /fail and /missing/x"
+    );
+    assert_eq!(vigil.metric("vigil_red_label_sets_max"), 20.0);
+    // vigil's own metrics are outside the budget.
+    assert_eq!(vigil.metric("vigil_instrumented_processes"), 1.0);
+}

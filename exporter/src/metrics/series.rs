@@ -220,8 +220,8 @@ impl RedSeries {
                 }
                 let mut collapsed = values.to_vec();
                 collapsed[index] = OVERFLOW_ROUTE;
-                // Not counted again: the collapsed label set either exists or is created or dropped.
-                return self.series_of(kind, &collapsed, false);
+                // The collapsed label set exists, or is created, or is dropped (and counted so).
+                return self.series_of(kind, &collapsed, is_request);
             }
             if count >= self.max_label_sets {
                 if is_request {
@@ -492,6 +492,17 @@ mod tests {
         series.record(&shop, 1, request(format!("/{}", word(99))));
         assert_eq!(limited(DROPPED), Some(1.0));
         assert_eq!(limited(ROUTE_COLLAPSED), Some(13.0));
+        // A new route whose _overflow label set is not there (another status) is collapsed, then
+        // dropped: counted as both.
+        let mut failed = request(format!("/{}", word(100)));
+        failed.call = Call::Http {
+            method: "GET",
+            target: format!("/{}", word(100)),
+            status: 500,
+        };
+        series.record(&shop, 1, failed);
+        assert_eq!(limited(DROPPED), Some(2.0));
+        assert_eq!(limited(ROUTE_COLLAPSED), Some(14.0));
         let exported = text(&series, &registry);
         assert!(!exported.contains("POST"), "{exported}");
         assert!(
