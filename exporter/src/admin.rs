@@ -148,15 +148,13 @@ fn metrics_response(exposition: Exposition, gzip: bool) -> Response<Body> {
     tokio::task::spawn_blocking(move || {
         let sink = ChunkSender(sender);
         let written = match gzip {
+            // The exposition writes a label set's lines at once (kilobytes): the compressor takes them
+            // as they come, and writes to the sink in pieces of its own buffer.
             true => {
-                let encoder = flate2::write::GzEncoder::new(sink, flate2::Compression::fast());
-                let mut out = BufWriter::with_capacity(CHUNK_BYTES, encoder);
-                exposition.write(&mut out).and_then(|()| {
-                    out.into_inner()
-                        .map_err(io::IntoInnerError::into_error)?
-                        .finish()
-                        .map(drop)
-                })
+                let mut out = flate2::write::GzEncoder::new(sink, flate2::Compression::fast());
+                exposition
+                    .write(&mut out)
+                    .and_then(|()| out.finish().map(drop))
             }
             false => {
                 let mut out = BufWriter::with_capacity(CHUNK_BYTES, sink);
