@@ -159,24 +159,48 @@ impl Vigil {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// `GET path` → (status, body); `None` while nothing listens.
+    /// `GET path` → (status, body); `None` while nothing listens. The body is decoded from chunks
+    /// when sent in them (`/metrics` is streamed).
     pub fn try_get(&self, path: &str) -> Option<(u16, String)> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
+            .set_read_timeout(Some(Duration::from_secs(30)))
             .ok()?;
         write!(
             stream,
             "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
         )
         .ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        let status = response.split_whitespace().nth(1)?.parse().ok()?;
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_owned())?;
-        Some((status, body))
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).ok()?;
+        let split = response
+            .windows(4)
+            .position(|window| window == b"\r\n\r\n")?;
+        let head = std::str::from_utf8(&response[..split]).ok()?;
+        let status = head.split_whitespace().nth(1)?.parse().ok()?;
+        let chunked = head.lines().any(|line| {
+            line.split_once(':').is_some_and(|(name, value)| {
+                name.eq_ignore_ascii_case("transfer-encoding")
+                    && value.trim().eq_ignore_ascii_case("chunked")
+            })
+        });
+        let mut body = &response[split + 4..];
+        if !chunked {
+            return Some((status, String::from_utf8(body.to_vec()).ok()?));
+        }
+        let mut decoded = Vec::with_capacity(body.len());
+        loop {
+            let line_end = body.windows(2).position(|window| window == b"\r\n")?;
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&body[..line_end]).ok()?.trim(), 16)
+                    .ok()?;
+            body = &body[line_end + 2..];
+            if size == 0 {
+                return Some((status, String::from_utf8(decoded).ok()?));
+            }
+            decoded.extend_from_slice(body.get(..size)?);
+            body = body.get(size + 2..)?;
+        }
     }
 
     /// `GET path`, panicking with vigil's log when it does not answer.

@@ -55,26 +55,16 @@ fn main() {
         while pods.len() < level {
             pods.push(python_pod(&api, pods.len()));
         }
+        eprintln!("{level} pods started after {:?}", started.elapsed());
         let vigil = start_vigil(&api);
-        let monitored = format!("vigil_monitored_pods{{k8s_namespace_name=\"{NAMESPACE}\"}}");
-        assert!(
-            eventually(Duration::from_secs(60), || vigil.try_metric(&monitored)
-                == Some(level as f64)),
-            "{level} pods monitored: {:?}\n{}\n{}",
-            vigil.try_metric(&monitored),
-            vigil.debug_discovery(),
-            vigil
-                .metrics()
-                .lines()
-                .filter(|l| l.contains("uncaptured") || l.contains("served"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
+        wait_monitored(&vigil, level);
+        eprintln!("{level} pods monitored after {:?}", started.elapsed());
         rows.push(measure(&vigil, level, 0));
         let mut routes_sent = 0;
         for &label_sets in label_set_levels {
             let per_pod = label_sets.div_ceil(level);
             send_routes(&pods, routes_sent..per_pod);
+            eprintln!("{label_sets} label sets sent after {:?}", started.elapsed());
             routes_sent = per_pod;
             let want = (per_pod * level) as f64;
             assert!(
