@@ -231,6 +231,33 @@ fn sigterm_detaches_everything() {
 }
 
 #[test]
+fn tracefs_not_mounted_is_one_clear_error() {
+    if !require_root("tracefs_not_mounted_is_one_clear_error") {
+        return;
+    }
+    let empty = tempfile::tempdir().unwrap();
+    let output = Command::new(vigil_integration::vigil_binary())
+        .args(["--web.listen-address", "127.0.0.1:0"])
+        .env("VIGIL_PATHS__TRACEFS", empty.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("tracefs") || line.contains("ERROR"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error: {stderr}");
+    assert!(
+        errors[0].contains(&format!(
+            "tracefs is not mounted at {}",
+            empty.path().display()
+        )) && errors[0].contains("paths.tracefs"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn refuses_to_start_without_capabilities_naming_them() {
     if !require_root("refuses_to_start_without_capabilities_naming_them") {
         return;

@@ -69,6 +69,10 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 /// reported and vigil goes on without it).
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
+    #[error(
+        "tracefs is not mounted at {0} (paths.tracefs): vigil reads its tracepoints' layouts there; mount it (`mount -t tracefs nodev {0}`, or in Kubernetes the DaemonSet's tracefs hostPath volume) or set paths.tracefs to where it is"
+    )]
+    TracefsMissing(std::path::PathBuf),
     #[error("cannot load vigil's eBPF object: {0}")]
     Object(#[from] aya::EbpfError),
     #[error("the eBPF object has no map `{0}`")]
@@ -226,6 +230,11 @@ impl KernelProbes {
         capture_on_listen: bool,
         metrics: &KernelMetrics,
     ) -> Result<Kernel, KernelError> {
+        // Not mounted at all is one clear error, not every program failing on its own (a single
+        // tracepoint missing from a mounted tracefs turns only its program off).
+        if !tracefs.join("events").is_dir() {
+            return Err(KernelError::TracefsMissing(tracefs.to_owned()));
+        }
         let (layout, layout_errors) = layout::read_process_layout(tracefs);
         let syscall_layout = layout::syscall_layout();
         let sock_layout = layout::read_sock_layout(tracefs, Path::new(layout::KERNEL_BTF));
