@@ -64,8 +64,9 @@ const PUBLICATIONS: [Publication; 4] = [
 
 fuzz_target!(|data: &[u8]| {
     static CONFIG: OnceLock<Config> = OnceLock::new();
-    let config = CONFIG
-        .get_or_init(|| Config::load(None, std::iter::empty(), &[]).expect("the default config loads"));
+    let config = CONFIG.get_or_init(|| {
+        Config::load(None, std::iter::empty(), &[]).expect("the default config loads")
+    });
     let registry = new_registry();
     let mut capture = Capture::new(
         None,
@@ -94,9 +95,9 @@ fuzz_target!(|data: &[u8]| {
     let mut now = Instant::now();
 
     let drain = |capture: &mut Capture,
-                     processes: &Processes,
-                     batch: &mut Vec<_>,
-                     whole_transfers: &mut HashSet<ConnectionKey>| {
+                 processes: &Processes,
+                 batch: &mut Vec<_>,
+                 whole_transfers: &mut HashSet<ConnectionKey>| {
         capture.handle(batch, processes);
         batch.clear();
         whole_transfers.extend(capture.take_whole_transfer_connections());

@@ -25,7 +25,9 @@ fuzz_target!(|data: &[u8]| {
     let mut out = Vec::new();
     let mut last_ns = 0;
     for entry in entries(bytes, IO_DATA_MAX) {
-        let Entry::Record(record) = entry else { continue };
+        let Entry::Record(record) = entry else {
+            continue;
+        };
         last_ns = record.boot_time_ns;
         // Capture hands a close to `close`, and forgets the connection.
         if record.kind == IoEventKind::Close {
@@ -33,7 +35,11 @@ fuzz_target!(|data: &[u8]| {
         }
         parser.transfer(&record, &mut out);
         for side in [Side::Server, Side::Client] {
-            assert!(parser.in_flight(side) <= 64, "{} in flight", parser.in_flight(side));
+            assert!(
+                parser.in_flight(side) <= 64,
+                "{} in flight",
+                parser.in_flight(side)
+            );
         }
     }
     parser.close(last_ns, &mut out);

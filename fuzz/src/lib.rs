@@ -22,7 +22,10 @@ pub const TGIDS: [u32; 4] = [4242, 4243, 77, 1];
 pub enum Entry {
     Record(IoRecord),
     /// A control step: its selector (`op >> 2 & 0x1f`), and the time step's byte as an argument.
-    Control { selector: u8, argument: u8 },
+    Control {
+        selector: u8,
+        argument: u8,
+    },
 }
 
 /// Decodes `data` into entries, each record's captured bytes cut at `max_captured` (the kernel copies

@@ -271,7 +271,11 @@ pub(crate) fn unified_cgroup(text: &str) -> Option<&str> {
 
 /// The inode in the target of a `/proc/PID/ns/net` link (`net:[4026531840]`).
 pub(crate) fn net_namespace_inode(target: &str) -> Option<u64> {
-    target.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
+    target
+        .strip_prefix("net:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 fn truncate(mut text: String, max: usize) -> String {
