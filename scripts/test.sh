@@ -24,7 +24,7 @@ for target in $(cargo +nightly fuzz list --fuzz-dir fuzz); do
     echo "fuzz target $target failed (its input is in fuzz/artifacts/$target/)" >&2
     exit 1
   fi
-  echo "fuzz $target: $(grep -Eo '#[0-9]+ +DONE.*' "$fuzz_corpus/$target.log" | tail -n 1)"
+  echo "fuzz $target: $(grep -Eo '#[0-9]+[[:space:]]+DONE.*' "$fuzz_corpus/$target.log" | tail -n 1)"
 done
 # --nocapture so that a root-only test run without root shows its "SKIPPED <test>: <reason>" line.
 cargo test -p vigil-integration --tests -- --test-threads=1 --nocapture 2>&1 | tee -a "$log"
