@@ -53,6 +53,8 @@ declare -A test_packages=(
   # Node 20 and npm ship with this machine image; on a machine without them Debian's nodejs/npm stand in.
   [nodejs]=/usr/bin/node
   [npm]=/usr/bin/npm
+  # g++: libfuzzer-sys compiles libFuzzer's C++ for the fuzz targets (fuzz/).
+  [g++]=/usr/bin/g++
   # venv for Debian's python3: the manifest tests' PyPI tools live in a venv ($TEST_TOOLS_VENV).
   [python3-venv]=/usr/lib/python3.$debian_python_minor/ensurepip/__init__.py
 )
@@ -81,6 +83,12 @@ if ! bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
   # llvm-sys names its prefix variable after the LLVM version (LLVM_SYS_221_PREFIX for 22.1).
   env LLVM_PREFIX="$LLVM_DIR" "LLVM_SYS_${LLVM_MAJOR}1_PREFIX=$LLVM_DIR" \
     cargo install --locked "bpf-linker@$BPF_LINKER_VERSION" --no-default-features --features "llvm-$LLVM_MAJOR"
+fi
+
+# cargo-fuzz, pinned: the test suite runs each fuzz target briefly (libFuzzer, on the nightly).
+if [ "$want_test_tools" = 1 ] && ! cargo-fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+  log "building cargo-fuzz $CARGO_FUZZ_VERSION (about a minute)"
+  cargo install --locked "cargo-fuzz@$CARGO_FUZZ_VERSION"
 fi
 
 # The npm packages of the test workloads, pinned by their package-lock.json.

@@ -11,6 +11,21 @@ trap 'rm -f "$log"' EXIT
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 cargo test --workspace --exclude vigil-ebpf --exclude vigil-integration 2>&1 | tee -a "$log"
+# Each fuzz target briefly on its committed corpus (new inputs go to a scratch directory): a crash fails
+# the suite. The long runs are in README.md, "Fuzzing".
+fuzz_corpus=$(mktemp -d)
+trap 'rm -f "$log"; rm -rf "$fuzz_corpus"' EXIT
+cargo +nightly fuzz build -O --fuzz-dir fuzz
+for target in $(cargo +nightly fuzz list --fuzz-dir fuzz); do
+  mkdir -p "$fuzz_corpus/$target"
+  if ! cargo +nightly fuzz run -O --fuzz-dir fuzz "$target" "$fuzz_corpus/$target" "fuzz/corpus/$target" -- \
+    -max_total_time="${VIGIL_FUZZ_SECONDS:-15}" -rss_limit_mb=2048 >"$fuzz_corpus/$target.log" 2>&1; then
+    tail -n 40 "$fuzz_corpus/$target.log"
+    echo "fuzz target $target failed (its input is in fuzz/artifacts/$target/)" >&2
+    exit 1
+  fi
+  echo "fuzz $target: $(grep -Eo '#[0-9]+[[:space:]]+DONE.*' "$fuzz_corpus/$target.log" | tail -n 1)"
+done
 # --nocapture so that a root-only test run without root shows its "SKIPPED <test>: <reason>" line.
 cargo test -p vigil-integration --tests -- --test-threads=1 --nocapture 2>&1 | tee -a "$log"
 

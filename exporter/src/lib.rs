@@ -13,6 +13,9 @@ pub mod cli;
 pub mod config;
 pub mod coverage;
 pub mod discovery;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod kernel;
 pub mod metrics;
 pub mod pods;

@@ -164,11 +164,7 @@ impl ProcReader {
         let cmdline = truncate(process.cmdline().unwrap_or_default().join(" "), CMDLINE_MAX);
         let cgroup = std::fs::read_to_string(self.root.join(pid.to_string()).join("cgroup"))
             .ok()
-            .and_then(|text| {
-                text.lines()
-                    .find_map(|line| line.strip_prefix("0::"))
-                    .map(str::to_owned)
-            });
+            .and_then(|text| unified_cgroup(&text).map(str::to_owned));
         // A process that exec'd or exited while we read is caught by its start time.
         let identity = ProcessIdentity {
             pid,
@@ -217,10 +213,9 @@ impl ProcReader {
             }
             _ => ReadError::Other(format!("{}: {error}", link.display())),
         })?;
-        // "net:[4026531840]"
         target
             .to_str()
-            .and_then(|text| text.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok())
+            .and_then(net_namespace_inode)
             .ok_or_else(|| ReadError::Other(format!("{}: unexpected {target:?}", link.display())))
     }
 
@@ -267,6 +262,20 @@ impl ProcReader {
     fn open(&self, pid: u32) -> Result<Process, ReadError> {
         Ok(Process::new_with_root(self.root.join(pid.to_string()))?)
     }
+}
+
+/// The cgroup v2 path in the text of `/proc/PID/cgroup` (its `0::` line).
+pub(crate) fn unified_cgroup(text: &str) -> Option<&str> {
+    text.lines().find_map(|line| line.strip_prefix("0::"))
+}
+
+/// The inode in the target of a `/proc/PID/ns/net` link (`net:[4026531840]`).
+pub(crate) fn net_namespace_inode(target: &str) -> Option<u64> {
+    target
+        .strip_prefix("net:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 fn truncate(mut text: String, max: usize) -> String {

@@ -74,7 +74,7 @@ fn executable_name(info: &ProcessInfo) -> String {
 
 /// The `key=value` pairs of an `OTEL_RESOURCE_ATTRIBUTES` value, values percent-decoded; malformed
 /// pairs are skipped (the SDKs discard them too).
-fn resource_attributes(text: &str) -> Vec<(String, String)> {
+pub(crate) fn resource_attributes(text: &str) -> Vec<(String, String)> {
     text.split(',')
         .filter_map(|pair| {
             let (key, value) = pair.split_once('=')?;

@@ -30,7 +30,7 @@ mod io_events;
 pub mod layout;
 mod process_events;
 mod served_ports;
-mod tls_probes;
+pub(crate) mod tls_probes;
 
 use std::{
     path::Path,

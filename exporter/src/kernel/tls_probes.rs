@@ -351,15 +351,7 @@ struct Binary {
 fn find_binary(tgid: u32) -> Result<Binary, String> {
     let maps = std::fs::read_to_string(format!("/proc/{tgid}/maps"))
         .map_err(|error| format!("reading /proc/{tgid}/maps: {error}"))?;
-    let library = maps
-        .lines()
-        .filter_map(|line| line.split_whitespace().nth(5))
-        .find(|path| {
-            path.rsplit('/')
-                .next()
-                .is_some_and(|name| name.starts_with("libssl.so"))
-        });
-    let (path, is_library) = match library {
+    let (path, is_library) = match libssl_in_maps(&maps) {
         Some(library) => (PathBuf::from(format!("/proc/{tgid}/root{library}")), true),
         None => (PathBuf::from(format!("/proc/{tgid}/exe")), false),
     };
@@ -376,6 +368,17 @@ fn find_binary(tgid: u32) -> Result<Binary, String> {
         file,
         is_library,
     })
+}
+
+/// The path of the first `libssl.so*` mapped in `maps` (the text of `/proc/PID/maps`).
+pub(crate) fn libssl_in_maps(maps: &str) -> Option<&str> {
+    maps.lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|path| {
+            path.rsplit('/')
+                .next()
+                .is_some_and(|name| name.starts_with("libssl.so"))
+        })
 }
 
 /// The file offsets of OpenSSL's functions in `file` (those of [`ATTACH_POINTS`] it defines), from its

@@ -28,7 +28,7 @@
 //! `vigil_http_truncated_pipelines_total{side}`.
 
 mod body;
-mod parse;
+pub(crate) mod parse;
 
 use std::collections::VecDeque;
 

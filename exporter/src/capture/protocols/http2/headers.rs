@@ -87,14 +87,20 @@ impl HeaderDecoder {
             return (fields, Decoding::Unreliable);
         }
         self.decoded.clear();
+        // httlib-hpack 0.1 indexes past the end of a block cut inside a field (a literal without its
+        // value, an integer without its last byte) and panics: it is given the whole fields only, and
+        // a cut block is a failure after them.
+        let whole = whole_fields(&block);
+        let cut = whole < block.len();
+        block.truncate(whole);
         let result = self.decoder.decode(&mut block, &mut self.decoded);
         // The fields before a failure were read with the right state: they count.
         for (name, value, _) in &self.decoded {
             fields.add(name, value);
         }
         match result {
-            Ok(_) => (fields, Decoding::Reliable),
-            Err(_) => {
+            Ok(_) if !cut => (fields, Decoding::Reliable),
+            _ => {
                 self.reliable = false;
                 (fields, Decoding::JustLost)
             }
@@ -150,6 +156,15 @@ fn decode_without_table(block: &[u8], fields: &mut Fields) {
         }
         rest = &rest[length..];
     }
+}
+
+/// The length of the run of whole field representations `block` starts with.
+fn whole_fields(block: &[u8]) -> usize {
+    let mut length = 0;
+    while let Some((field, _)) = block.get(length..).and_then(field_extent) {
+        length += field;
+    }
+    length
 }
 
 /// The length of the field representation `bytes` starts with, and whether it can be decoded without
@@ -286,6 +301,29 @@ mod tests {
         assert_eq!(decoding, Decoding::JustLost);
         let (fields, decoding) = decoder.decode(Some(vec![0x88]));
         assert_eq!((fields.status, decoding), (Some(200), Decoding::Unreliable));
+    }
+
+    #[test]
+    fn a_block_cut_inside_a_field_is_lost_without_a_panic() {
+        // Found by the `http2` fuzz target: httlib-hpack reads past the end of such blocks.
+        for cut in [
+            &[0x40, 0x01, b'a'][..], // a new name "a", its value missing
+            &[0x41],                 // the name of static entry 1, its value missing
+            &[0x0f],                 // an index whose continuation bytes are missing
+            &[0xff],
+            &[0x3f], // a table size update, cut the same way
+        ] {
+            let (fields, decoding) = HeaderDecoder::new(true).decode(Some(cut.to_vec()));
+            assert_eq!(
+                (fields, decoding),
+                (Fields::default(), Decoding::JustLost),
+                "{cut:x?}"
+            );
+        }
+        // The fields before the cut were read with the right state: they count.
+        let (fields, decoding) = HeaderDecoder::new(true).decode(Some(vec![0x83, 0x88, 0x41]));
+        assert_eq!(decoding, Decoding::JustLost);
+        assert_eq!((fields.method, fields.status), (Some("POST"), Some(200)));
     }
 
     #[test]

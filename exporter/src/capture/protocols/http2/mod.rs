@@ -33,7 +33,7 @@
 
 mod frames;
 pub mod grpc;
-mod headers;
+pub(crate) mod headers;
 
 use std::collections::BTreeMap;
 
