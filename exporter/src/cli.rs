@@ -16,6 +16,11 @@ pub struct Cli {
     #[arg(long = "web.listen-address", value_name = "ADDRESS")]
     pub web_listen_address: Option<String>,
 
+    /// Web configuration file in the Prometheus exporter-toolkit format: TLS, client certificates, basic
+    /// auth [config: web.config_file, default none: plain HTTP without authentication]
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<String>,
+
     /// Log filter: error, warn, info, debug, trace or tracing directives [config: log.level, default info]
     #[arg(long = "log.level", value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -36,6 +41,9 @@ impl Cli {
         let mut overrides = Vec::new();
         if let Some(address) = &self.web_listen_address {
             overrides.push(("web.listen_address", address.clone()));
+        }
+        if let Some(file) = &self.web_config_file {
+            overrides.push(("web.config_file", file.clone()));
         }
         if let Some(level) = &self.log_level {
             overrides.push(("log.level", level.clone()));

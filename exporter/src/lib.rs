@@ -31,7 +31,7 @@ use tokio::{net::TcpListener, time::MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    admin::{AdminState, Readiness},
+    admin::{AdminState, DebugEndpoints, Readiness, WebSecurity},
     capture::{Capture, CaptureMetrics},
     config::Config,
     coverage::{MonitoringMetrics, TrafficWindow},
@@ -41,8 +41,9 @@ use crate::{
     pods::KubeMetrics,
 };
 
-/// Runs vigil until SIGTERM or SIGINT. Privileges are checked by the caller.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Runs vigil until SIGTERM or SIGINT, serving with the web configuration `security` (read by the
+/// caller, so that a bad file stops vigil before anything else). Privileges are checked by the caller.
+pub async fn run(config: Config, security: WebSecurity) -> anyhow::Result<()> {
     let registry = metrics::new_registry();
     let kernel_metrics = KernelMetrics::register(&registry);
     let discovery_metrics = DiscoveryMetrics::register(&registry);
@@ -65,7 +66,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address} (web.listen_address)"))?;
-    tracing::info!(address = %listener.local_addr()?, "admin server listening");
+    tracing::info!(
+        address = %listener.local_addr()?,
+        tls = security.tls(),
+        debug_endpoints = config.web.debug_endpoints,
+        "admin server listening"
+    );
     let readiness = Arc::new(Readiness::default());
     let discovery_slot = Arc::new(OnceLock::new());
     let capture_slot = Arc::new(OnceLock::new());
@@ -77,8 +83,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         discovery: discovery_slot.clone(),
         capture: capture_slot.clone(),
         pods: pod_reports.clone(),
+        debug: DebugEndpoints {
+            enabled: config.web.debug_endpoints,
+            command_lines: match config.web.debug_command_lines {
+                true => discovery::CommandLines::Whole,
+                false => discovery::CommandLines::Redacted,
+            },
+        },
     });
-    let server = tokio::spawn(admin::serve(listener, state, shutdown.clone()));
+    let server = tokio::spawn(admin::serve(
+        listener,
+        state,
+        Arc::new(security),
+        shutdown.clone(),
+    ));
 
     let Kernel {
         probes,

@@ -1,12 +1,13 @@
 //! The `vigil` binary: flags, configuration and privileges, then [`vigil::run`].
 //!
-//! Exit codes: 0 after SIGTERM/SIGINT or `--check-config`; 64 for a bad flag or configuration;
+//! Exit codes: 0 after SIGTERM/SIGINT or `--check-config`; 64 for a bad flag, configuration or web
+//! configuration file;
 //! 77 when capabilities are missing; 1 for any other failure.
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use vigil::{cli::Cli, config::Config, privileges};
+use vigil::{admin::WebSecurity, cli::Cli, config::Config, privileges};
 
 const EXIT_USAGE: u8 = 64;
 const EXIT_NO_PERMISSION: u8 = 77;
@@ -25,6 +26,17 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(error) => {
             eprintln!("vigil: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    // The web configuration file (TLS, users) is checked with the rest: a bad one stops vigil here.
+    let web_config = Some(&config.web.config_file)
+        .filter(|path| !path.is_empty())
+        .map(std::path::Path::new);
+    let security = match WebSecurity::load(web_config) {
+        Ok(security) => security,
+        Err(error) => {
+            eprintln!("vigil: {error} (web.config_file)");
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -55,7 +67,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(vigil::run(config)) {
+    match runtime.block_on(vigil::run(config, security)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("vigil: {error:#}");

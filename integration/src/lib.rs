@@ -103,7 +103,22 @@ impl Vigil {
 
     /// [`Vigil::spawn`] through `wrapper` (a program and its arguments that exec vigil, such as
     /// `setpriv` with a capability set); none when empty.
+    ///
+    /// The debug endpoints the tests read are on (`VIGIL_WEB__DEBUG_ENDPOINTS=true`; command lines stay
+    /// redacted unless the config sets `web.debug_command_lines: true`): see [`Vigil::spawn_with_env`]
+    /// to change that.
     pub fn spawn_wrapped(wrapper: &[&str], config_yaml: &str, extra_args: &[&str]) -> Vigil {
+        Vigil::spawn_with_env(wrapper, config_yaml, extra_args, &[])
+    }
+
+    /// [`Vigil::spawn_wrapped`] with environment variables set for vigil, after (and so over) the
+    /// harness's own `VIGIL_WEB__DEBUG_ENDPOINTS=true`.
+    pub fn spawn_with_env(
+        wrapper: &[&str],
+        config_yaml: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Vigil {
         let port = free_port();
         let config = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
         std::fs::write(config.path(), config_yaml).unwrap();
@@ -121,6 +136,8 @@ impl Vigil {
             .arg(&config_path)
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .args(extra_args)
+            .env("VIGIL_WEB__DEBUG_ENDPOINTS", "true")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -95,9 +95,10 @@ fn lost_events_are_restored_and_counted_by_the_reconcile() {
         return;
     }
     // The smallest ring, drained once a second, against thousands of forks a second: most events are
-    // lost. The heartbeat is out of the way so that only the reconcile can repair the table.
+    // lost. The heartbeat is out of the way so that only the reconcile can repair the table. Whole
+    // command lines in /debug/discovery: the sleepers are told apart by their last argument.
     let vigil = Vigil::start(
-        "ebpf:\n  process_events_ring_bytes: 4096\n  drain_interval: 1s\n\
+        "web:\n  debug_command_lines: true\nebpf:\n  process_events_ring_bytes: 4096\n  drain_interval: 1s\n\
          discovery:\n  instrument: [{cmd_args: '*vigil-lost*'}]\n  reconcile_interval: 1s\n  \
          heartbeat_interval: 1h\n",
     );

@@ -106,7 +106,10 @@ fn short_lived_noise_is_never_published_and_the_threshold_adapts() {
     if !require_root("short_lived_noise_is_never_published_and_the_threshold_adapts") {
         return;
     }
-    let vigil = Vigil::start("discovery:\n  instrument: [{cmd_args: '*vigil-noise*'}]\n");
+    // Whole command lines in /debug/discovery: the processes are told apart by their last argument.
+    let vigil = Vigil::start(
+        "web:\n  debug_command_lines: true\ndiscovery:\n  instrument: [{cmd_args: '*vigil-noise*'}]\n",
+    );
     assert_eq!(vigil.metric("vigil_min_process_age_seconds"), 0.5);
     // About 500 matching processes a minute: `sh -c true` and `node -e 0`, four of each a second. The
     // generator builds the marker at run time so that its own command line does not match.

@@ -113,6 +113,14 @@ pub struct WebConfig {
         serialize_with = "listen_address::serialize"
     )]
     pub listen_address: SocketAddr,
+    /// A web configuration file in the Prometheus exporter-toolkit format (TLS, client certificates,
+    /// basic auth; see [`crate::admin::security`]); empty: plain HTTP, no authentication.
+    pub config_file: String,
+    /// Whether `/debug/discovery` and `/debug/connections` are served (else 404 saying how to enable).
+    pub debug_endpoints: bool,
+    /// Whether `/debug/discovery` shows whole command lines; else each is redacted to its executable
+    /// and argument count (command lines carry passwords and tokens).
+    pub debug_command_lines: bool,
 }
 
 /// `log.*`: diagnostics on standard error.

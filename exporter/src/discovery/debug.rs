@@ -11,6 +11,15 @@ use super::{
     state::ProcessState,
 };
 
+/// How `/debug/discovery` shows command lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommandLines {
+    /// Whole (`web.debug_command_lines: true`).
+    Whole,
+    /// The executable and the argument count: `/usr/bin/python3 [+3 arguments]`.
+    Redacted,
+}
+
 /// The process table as `/debug/discovery` shows it.
 #[derive(Debug, Serialize)]
 pub struct DiscoverySnapshot {
@@ -27,6 +36,7 @@ pub struct ProcessRow {
     pub start_ticks: u64,
     pub parent_pid: u32,
     pub exe: Option<PathBuf>,
+    /// Whole or redacted, as [`CommandLines`] says.
     pub cmdline: String,
     pub cgroup: Option<String>,
     pub container_id: Option<String>,
@@ -55,8 +65,8 @@ pub struct RetryRow {
 }
 
 impl Discovery {
-    /// The table for `/debug/discovery`.
-    pub fn snapshot(&self, now: Instant) -> DiscoverySnapshot {
+    /// The table for `/debug/discovery`, command lines shown as `command_lines` says.
+    pub fn snapshot(&self, now: Instant, command_lines: CommandLines) -> DiscoverySnapshot {
         let ticks_per_second = self.ticks_per_second;
         let now_ticks =
             (u128::from(boot_time_ns()) * u128::from(ticks_per_second) / 1_000_000_000) as u64;
@@ -78,7 +88,10 @@ impl Discovery {
                     start_ticks: info.identity.start_ticks,
                     parent_pid: info.parent_pid,
                     exe: info.exe.clone(),
-                    cmdline: info.cmdline.clone(),
+                    cmdline: match command_lines {
+                        CommandLines::Whole => info.cmdline.clone(),
+                        CommandLines::Redacted => info.redacted_command_line(),
+                    },
                     cgroup: info.cgroup.clone(),
                     container_id: info.container.container_id.clone(),
                     pod_uid: info.container.pod_uid.clone(),

@@ -108,7 +108,8 @@ impl Discovery {
                     _ => ProcessState::Provisional,
                 };
                 decision.captured_boot_ns = Some(captured_ns);
-                tracing::info!(pid, exe = ?info.exe, cmdline = %info.cmdline, "instrumented");
+                // The command line is redacted: its arguments may carry secrets, and logs travel.
+                tracing::info!(pid, command = %info.redacted_command_line(), "instrumented");
                 newly_captured = true;
             }
             (false, true) => self.filter.remove(pid),

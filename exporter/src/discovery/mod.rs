@@ -71,7 +71,7 @@ use std::{
 
 use age::{AgeThreshold, publish_if_old_enough};
 pub use cgroup::ContainerRef;
-pub use debug::{DiscoverySnapshot, ProcessRow, RetryRow};
+pub use debug::{CommandLines, DiscoverySnapshot, ProcessRow, RetryRow};
 use listeners::ListenerCache;
 pub use metrics::DiscoveryMetrics;
 use policy::Policy;

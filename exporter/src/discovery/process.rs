@@ -38,12 +38,36 @@ pub struct ProcessInfo {
     pub ns_pid: Option<u32>,
     /// `/proc/PID/exe`; `None` for kernel threads, or when /proc refuses it (then exe selectors cannot match).
     pub exe: Option<PathBuf>,
-    /// Arguments joined by spaces, at most 256 bytes.
+    /// Arguments joined by spaces, at most 256 bytes. It may hold secrets (`--password=…`): shown only
+    /// where explicitly allowed; elsewhere [`ProcessInfo::redacted_command_line`].
     pub cmdline: String,
+    /// How many arguments follow the program name (argv[0]).
+    pub arguments: usize,
     /// The cgroup v2 path (`0::` line of `/proc/PID/cgroup`).
     pub cgroup: Option<String>,
     /// Container and pod, parsed from `cgroup`.
     pub container: ContainerRef,
+}
+
+impl ProcessInfo {
+    /// The command line without its arguments: the executable (`/proc/PID/exe`, else the program name
+    /// the process gave itself) and how many arguments followed, e.g. `/usr/bin/python3 [+3 arguments]`.
+    pub fn redacted_command_line(&self) -> String {
+        let program = match &self.exe {
+            Some(exe) => exe.display().to_string(),
+            None => self
+                .cmdline
+                .split(' ')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        match self.arguments {
+            0 => program,
+            1 => format!("{program} [+1 argument]"),
+            n => format!("{program} [+{n} arguments]"),
+        }
+    }
 }
 
 /// Why a process could not be read; each is a reason label, and none is final (the caller retries).
@@ -161,7 +185,9 @@ impl ProcReader {
             Err(ProcError::PermissionDenied(_)) => None,
             Err(error) => return Err(error.into()),
         };
-        let cmdline = truncate(process.cmdline().unwrap_or_default().join(" "), CMDLINE_MAX);
+        let argv = process.cmdline().unwrap_or_default();
+        let arguments = argv.len().saturating_sub(1);
+        let cmdline = truncate(argv.join(" "), CMDLINE_MAX);
         let cgroup = std::fs::read_to_string(self.root.join(pid.to_string()).join("cgroup"))
             .ok()
             .and_then(|text| unified_cgroup(&text).map(str::to_owned));
@@ -185,6 +211,7 @@ impl ProcReader {
             ns_pid,
             exe,
             cmdline,
+            arguments,
             cgroup,
             container,
         })
@@ -287,4 +314,46 @@ fn truncate(mut text: String, max: usize) -> String {
         text.truncate(cut);
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(exe: Option<&str>, cmdline: &str, arguments: usize) -> ProcessInfo {
+        ProcessInfo {
+            identity: ProcessIdentity {
+                pid: 1,
+                start_ticks: 1,
+            },
+            parent_pid: 0,
+            ns_pid: None,
+            exe: exe.map(PathBuf::from),
+            cmdline: cmdline.to_owned(),
+            arguments,
+            cgroup: None,
+            container: ContainerRef::default(),
+        }
+    }
+
+    #[test]
+    fn a_redacted_command_line_keeps_the_executable_and_the_argument_count() {
+        let python = info(
+            Some("/usr/bin/python3.13"),
+            "python3 app.py --password=s3cr3t -v",
+            3,
+        );
+        assert_eq!(
+            python.redacted_command_line(),
+            "/usr/bin/python3.13 [+3 arguments]"
+        );
+        // Without /proc/PID/exe: the program name the process gave itself.
+        let node = info(None, "node --token=abc", 1);
+        assert_eq!(node.redacted_command_line(), "node [+1 argument]");
+        assert_eq!(
+            info(Some("/bin/sh"), "sh", 0).redacted_command_line(),
+            "/bin/sh"
+        );
+        assert_eq!(info(None, "", 0).redacted_command_line(), "");
+    }
 }

@@ -176,6 +176,7 @@ mod tests {
             ns_pid: None,
             exe: Some("/usr/bin/node".into()),
             cmdline: "node server.js".into(),
+            arguments: 1,
             cgroup: None,
             container: ContainerRef {
                 container_id: container.then(|| "a".repeat(64)),

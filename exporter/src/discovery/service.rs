@@ -125,6 +125,7 @@ mod tests {
             ns_pid: None,
             exe: Some(PathBuf::from("/usr/bin/node")),
             cmdline: "node server.js".into(),
+            arguments: 1,
             cgroup: None,
             container: ContainerRef::default(),
         }

@@ -7,6 +7,7 @@ fn process(pid: u32, start_ticks: u64, exe: &str) -> ProcessInfo {
         ns_pid: None,
         exe: Some(exe.into()),
         cmdline: exe.to_owned(),
+        arguments: 0,
         cgroup: None,
         container: Default::default(),
     }

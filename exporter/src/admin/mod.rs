@@ -9,6 +9,16 @@
 //! always sends), and leaves out empty-valued labels. It is written on a blocking thread and streamed in
 //! chunks of [`CHUNK_BYTES`] as it is written: a scrape holds neither the whole text nor its compressed
 //! copy in memory, and takes no lock the capture path needs (see [`crate::metrics::Exposition`]).
+//!
+//! `/debug/*` is served only with `web.debug_endpoints: true` (else 404 saying how to enable it; the
+//! landing page lists only what is served), and shows command lines redacted to the executable and
+//! argument count unless `web.debug_command_lines: true`.
+//!
+//! With `--web.config.file` ([`web_config`]): TLS ([`tls`]), and with `basic_auth_users` every path
+//! answers 401 with `WWW-Authenticate: Basic` without the credentials of a user ([`basic_auth`]), except
+//! `/live` and `/ready`: they tell only whether vigil runs and is ready, and the kubelet's probes cannot
+//! send credentials from a Secret. The file is read again when it or a file it names changes
+//! ([`security`]). Request bodies, header values and query strings are never logged.
 
 use std::{
     convert::Infallible,
@@ -27,16 +37,43 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::rt::TokioIo;
-use tokio::{net::TcpListener, sync::mpsc};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpListener,
+    sync::mpsc,
+};
 use tokio_util::sync::CancellationToken;
 
-use crate::{capture::Capture, discovery::Discovery, metrics::Exposition};
+use crate::{
+    capture::Capture,
+    discovery::{CommandLines, Discovery},
+    metrics::Exposition,
+};
+
+mod basic_auth;
+mod security;
+mod tls;
+pub mod web_config;
+
+pub use security::WebSecurity;
+pub use web_config::{WebConfigError, WebSettings};
 
 /// A response body: whole, or streamed (`/metrics`).
 type Body = BoxBody<Bytes, Infallible>;
 
 /// The size of the pieces `/metrics` is written and sent in.
 const CHUNK_BYTES: usize = 64 * 1024;
+
+/// How long a client may take to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether `/debug/*` is served, and how it shows command lines (`web.debug_endpoints`,
+/// `web.debug_command_lines`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DebugEndpoints {
+    pub enabled: bool,
+    pub command_lines: CommandLines,
+}
 
 /// What `/ready` waits for.
 #[derive(Debug, Default)]
@@ -77,20 +114,33 @@ pub struct AdminState {
     pub capture: Arc<OnceLock<Arc<Mutex<Capture>>>>,
     /// The pods of this node and their monitoring status (`null` without Kubernetes).
     pub pods: Arc<Mutex<serde_json::Value>>,
+    pub debug: DebugEndpoints,
 }
 
-const LANDING_PAGE: &str = concat!(
-    "<!DOCTYPE html>\n<html><head><title>vigil</title></head><body>\n",
-    "<h1>vigil</h1>\n<p>eBPF process discovery and RED metrics, version ",
-    env!("CARGO_PKG_VERSION"),
-    ".</p>\n<ul>\n",
-    "<li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>\n",
-    "<li><a href=\"/ready\">/ready</a>: readiness</li>\n",
-    "<li><a href=\"/live\">/live</a>: liveness</li>\n",
-    "<li><a href=\"/debug/discovery\">/debug/discovery</a>: the process table as JSON</li>\n",
-    "<li><a href=\"/debug/connections\">/debug/connections</a>: the connections capture follows, as JSON</li>\n",
-    "</ul>\n</body></html>\n"
-);
+/// The landing page at `/`: links to the endpoints served, and only those.
+fn landing_page(debug: DebugEndpoints) -> String {
+    let mut page = format!(
+        concat!(
+            "<!DOCTYPE html>\n<html><head><title>vigil</title></head><body>\n",
+            "<h1>vigil</h1>\n<p>eBPF process discovery and RED metrics, version {}.</p>\n<ul>\n",
+            "<li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>\n",
+            "<li><a href=\"/ready\">/ready</a>: readiness</li>\n",
+            "<li><a href=\"/live\">/live</a>: liveness</li>\n",
+        ),
+        env!("CARGO_PKG_VERSION")
+    );
+    if debug.enabled {
+        page.push_str(concat!(
+            "<li><a href=\"/debug/discovery\">/debug/discovery</a>: the process table as JSON</li>\n",
+            "<li><a href=\"/debug/connections\">/debug/connections</a>: the connections capture follows, as JSON</li>\n",
+        ));
+    }
+    page.push_str("</ul>\n</body></html>\n");
+    page
+}
+
+/// What `/debug/*` answers while `web.debug_endpoints` is off.
+const DEBUG_OFF: &str = "not found: the debug endpoints are off; set web.debug_endpoints: true in the configuration file (or VIGIL_WEB__DEBUG_ENDPOINTS=true) to serve them\n";
 
 fn respond(
     status: StatusCode,
@@ -197,7 +247,11 @@ fn route(state: &AdminState, request: &Request<hyper::body::Incoming>) -> Respon
         return respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "only GET and HEAD\n");
     }
     match request.uri().path() {
-        "/" => respond(StatusCode::OK, "text/html; charset=utf-8", LANDING_PAGE),
+        "/" => respond(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            landing_page(state.debug),
+        ),
         "/metrics" => metrics_response(state.exposition.clone(), accepts_gzip(request.headers())),
         "/live" => respond(StatusCode::OK, TEXT, "ok\n"),
         "/ready" => match state.readiness.waiting_for() {
@@ -208,13 +262,16 @@ fn route(state: &AdminState, request: &Request<hyper::body::Incoming>) -> Respon
                 format!("not ready: waiting for {what}\n"),
             ),
         },
+        path if path.starts_with("/debug/") && !state.debug.enabled => {
+            respond(StatusCode::NOT_FOUND, TEXT, DEBUG_OFF)
+        }
         "/debug/discovery" => match state.discovery.get() {
             Some(discovery) => {
                 // The lock is held only to copy the table; serialising happens after it is released.
                 let snapshot = discovery
                     .lock()
                     .expect("discovery lock poisoned")
-                    .snapshot(std::time::Instant::now());
+                    .snapshot(std::time::Instant::now(), state.debug.command_lines);
                 let pods = state.pods.lock().expect("pods lock poisoned").clone();
                 let mut json = serde_json::to_value(snapshot).expect("plain data");
                 json["pods"] = pods;
@@ -243,10 +300,79 @@ fn route(state: &AdminState, request: &Request<hyper::body::Incoming>) -> Respon
     }
 }
 
-/// Serves until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: CancellationToken) {
+/// 401 with the challenge a basic-auth client answers.
+fn unauthorized() -> Response<Body> {
+    let mut response = respond(
+        StatusCode::UNAUTHORIZED,
+        "text/plain; charset=utf-8",
+        "unauthorized\n",
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Basic"),
+    );
+    response
+}
+
+/// One request: authenticated when users are configured (not `/live` and `/ready`), routed, and given
+/// the configured headers.
+async fn handle(
+    state: &AdminState,
+    settings: &WebSettings,
+    request: Request<hyper::body::Incoming>,
+) -> Response<Body> {
+    let open = matches!(request.uri().path(), "/live" | "/ready");
+    let admitted = match &settings.users {
+        Some(users) if !open => users.admits(request.headers()).await,
+        _ => true,
+    };
+    let mut response = match admitted {
+        true => route(state, &request),
+        false => unauthorized(),
+    };
+    for (name, value) in &settings.headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
+}
+
+/// Serves HTTP/1.1 on one connection (plain or TLS) until it ends or `shutdown` is cancelled.
+async fn serve_connection<I>(
+    io: I,
+    state: Arc<AdminState>,
+    settings: Arc<WebSettings>,
+    shutdown: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let state = state.clone();
+        let settings = settings.clone();
+        async move { Ok::<_, Infallible>(handle(&state, &settings, request).await) }
+    });
+    let connection =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "admin connection ended with an error");
+            }
+        }
+        () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
+    }
+}
+
+/// Serves until `shutdown` is cancelled, with the web configuration `security` has in force when each
+/// connection is accepted.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    security: Arc<WebSecurity>,
+    shutdown: CancellationToken,
+) {
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -258,21 +384,25 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: Canc
         };
         let state = state.clone();
         let shutdown = shutdown.clone();
+        let security = security.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let response = route(&state, &request);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(error) = result {
-                        tracing::debug!(%error, "admin connection ended with an error");
+            // Read (and reloaded if a file changed) off the accept loop: a reload reads files.
+            let settings = tokio::task::spawn_blocking(move || security.current())
+                .await
+                .expect("reading the web configuration does not panic");
+            match settings.tls.clone() {
+                None => serve_connection(stream, state, settings, shutdown).await,
+                Some(tls) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => serve_connection(stream, state, settings, shutdown).await,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "admin TLS handshake failed");
+                        }
+                        Err(_) => tracing::debug!(%peer, "admin TLS handshake timed out"),
                     }
                 }
-                () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
             }
         });
     }
@@ -291,6 +421,18 @@ mod tests {
             );
         }
         accepts_gzip(&headers)
+    }
+
+    #[test]
+    fn the_landing_page_links_the_debug_endpoints_only_when_they_are_served() {
+        let debug = |enabled| DebugEndpoints {
+            enabled,
+            command_lines: CommandLines::Redacted,
+        };
+        let off = landing_page(debug(false));
+        assert!(off.contains("/metrics") && !off.contains("/debug"), "{off}");
+        let on = landing_page(debug(true));
+        assert!(on.contains("/debug/discovery") && on.contains("/debug/connections"));
     }
 
     #[test]
