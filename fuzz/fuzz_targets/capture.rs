@@ -3,7 +3,8 @@
 //! daemon drains them, with discovery's answers changing between batches: after each batch, what the
 //! drain tick does (`handle`, `take_whole_transfer_connections`, `settle`); control steps for the
 //! heartbeat (`expire` at a later time, `take_traffic`), `/debug/connections`, and a process's
-//! publication changing. At the end a heartbeat, and `/metrics` is encoded.
+//! publication changing. At the end a heartbeat, and `/metrics` is written (the RED series
+//! included). Capture follows at most 8 connections, so that eviction is fuzzed too.
 //!
 //! Records are cut at `IO_DATA_MAX` bytes, or `IO_DATA_MAX_HTTP2` on the connections capture handed to
 //! the kernel for whole transfers, as the kernel copies them. Address look-ups are left out: they open
@@ -24,7 +25,7 @@ use vigil::{
     capture::{Capture, CaptureMetrics, ConnectionKey, ProcessView},
     config::Config,
     discovery::{ContainerRef, Publication, ServiceIdentity},
-    metrics::{RedFamilies, RedSeries, encode, new_registry},
+    metrics::{Exposition, RedFamilies, RedSeries, new_registry},
 };
 use vigil_common::io::{IO_DATA_MAX, IO_DATA_MAX_HTTP2};
 use vigil_fuzz::{Entry, TGIDS, entries};
@@ -68,14 +69,13 @@ fuzz_target!(|data: &[u8]| {
         Config::load(None, std::iter::empty(), &[]).expect("the default config loads")
     });
     let registry = new_registry();
-    let mut capture = Capture::new(
-        None,
-        CaptureMetrics::register(&registry),
-        RedSeries::new(
-            &config.metrics,
-            RedFamilies::register(&registry, &config.metrics),
-        ),
+    let series = RedSeries::new(
+        &config.metrics,
+        RedFamilies::register(&registry, &config.metrics),
     );
+    let exposition = Exposition::new(registry.clone(), series.exposition());
+    // A small connection bound, so that eviction is fuzzed too.
+    let mut capture = Capture::new(None, CaptureMetrics::register(&registry), series, 8);
     let mut processes = Processes {
         // The first process is published, the second provisional, the others not captured yet.
         publication: TGIDS
@@ -140,5 +140,5 @@ fuzz_target!(|data: &[u8]| {
     capture.expire(&processes, now + Duration::from_secs(1));
     capture.take_traffic(&processes);
     assert!(capture.connections().len() <= named.len());
-    encode(&registry);
+    exposition.text();
 });
