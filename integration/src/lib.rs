@@ -438,6 +438,55 @@ impl Drop for Background {
     }
 }
 
+/// The node HTTP server of the capture scenarios (`integration/workloads/http-server/server.js`, routes
+/// in its header) on `port`, started with `args` outside any pod; returned once it prints that it
+/// listens.
+pub fn node_http_server(port: u16, args: &[&str]) -> Background {
+    let mut server = Background::spawn(
+        Command::new("node")
+            .arg("server.js")
+            .args(args)
+            .current_dir(workspace().join("integration/workloads/http-server"))
+            .env("PORT", port.to_string())
+            .stdout(Stdio::piped()),
+    );
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.as_mut().expect("stdout is piped"))
+        .read_line(&mut line)
+        .expect("reading the server's first line");
+    assert_eq!(line.trim(), format!("listening {port}"));
+    server
+}
+
+/// Raises this process's open-file limit to its hard limit (the processes it starts inherit it) and
+/// returns it.
+pub fn raise_open_files() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the struct they are given.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    limit.rlim_cur
+}
+
+/// A path segment of letters only (the route heuristic keeps it as a word), distinct for each `n`.
+pub fn word(n: usize) -> String {
+    let mut word = String::new();
+    let mut rest = n;
+    loop {
+        word.push(char::from(b'a' + (rest % 26) as u8));
+        rest /= 26;
+        if rest == 0 {
+            return word;
+        }
+    }
+}
+
 /// Sends `signal` to `pid`.
 pub fn signal(pid: u32, signal: i32) {
     // SAFETY: kill(2) with a pid we spawned; a stale pid only yields ESRCH.

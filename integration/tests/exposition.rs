@@ -2,13 +2,9 @@
 //! for it (as Prometheus always does), identical once decompressed; and no empty-valued label on any line
 //! (a process outside Kubernetes has every `k8s_*` label empty).
 
-use std::{
-    io::{BufRead as _, BufReader, Read as _},
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{io::Read as _, process::Command, time::Duration};
 
-use vigil_integration::{Background, Vigil, eventually, free_port, require_root, workspace};
+use vigil_integration::{Vigil, eventually, free_port, node_http_server, require_root};
 
 /// `GET /metrics` with `accept_encoding`, by curl (the body is streamed in chunks, which curl
 /// decodes; it does not decompress without `--compressed`); the response's headers (lower-cased names)
@@ -62,18 +58,7 @@ fn metrics_are_gzipped_when_asked_and_carry_no_empty_label() {
         "discovery:\n  instrument: [{{open_ports: '{port}'}}]\n"
     ));
     // A node server outside any pod: its series have every k8s_* label (and service_namespace) empty.
-    let mut server = Background::spawn(
-        Command::new("node")
-            .arg("server.js")
-            .current_dir(workspace().join("integration/workloads/http-server"))
-            .env("PORT", port.to_string())
-            .stdout(Stdio::piped()),
-    );
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), format!("listening {port}"));
+    let _server = node_http_server(port, &[]);
     vigil.wait_captured(port);
     assert_eq!(
         vigil_integration::http_client::get_once(port, "/users/1"),
@@ -140,17 +125,7 @@ fn past_the_node_budget_routes_collapse_then_new_label_sets_are_dropped_and_coun
     let vigil = Vigil::start(&format!(
         "discovery:\n  instrument: [{{open_ports: '{port}'}}]\nmetrics:\n  max_label_sets: 20\n"
     ));
-    let mut server = Background::spawn(
-        Command::new("node")
-            .arg("server.js")
-            .current_dir(workspace().join("integration/workloads/http-server"))
-            .env("PORT", port.to_string())
-            .stdout(Stdio::piped()),
-    );
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let _server = node_http_server(port, &[]);
     vigil.wait_captured(port);
     // 25 routes of words (kept by the route heuristic), 200 each; then two new statuses.
     let routes: Vec<String> = (0..25)

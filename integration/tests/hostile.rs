@@ -4,16 +4,15 @@
 //! stays bounded, its series stay under their caps, and every legitimate request is counted exactly.
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
+    io::{Read as _, Write as _},
     net::TcpStream,
-    process::{Command, Stdio},
     thread,
     time::Duration,
 };
 
 use vigil_integration::{
-    Background, Vigil, eventually, free_port, http_client::Connection, require_root, samples,
-    workspace,
+    Vigil, eventually, free_port, http_client::Connection, node_http_server, raise_open_files,
+    require_root, samples, word,
 };
 
 /// `n` legitimate keep-alive requests, `GET /legit/<i>` (route `/legit/{id}`).
@@ -36,19 +35,6 @@ fn noise(seed: u64, length: usize) -> Vec<u8> {
             state as u8
         })
         .collect()
-}
-
-/// A segment of letters (the route heuristic keeps it as a word), distinct for each `n`.
-fn word(n: usize) -> String {
-    let mut word = String::new();
-    let mut rest = n;
-    loop {
-        word.push(char::from(b'a' + (rest % 26) as u8));
-        rest /= 26;
-        if rest == 0 {
-            return word;
-        }
-    }
 }
 
 /// Sends `bytes` on a new connection and reads whatever comes back until the server closes it or a
@@ -75,21 +61,6 @@ fn rss_mib(pid: u32) -> f64 {
     kib / 1024.0
 }
 
-/// Raises this process's open-file limit to its hard limit (the server it starts inherits it).
-fn raise_open_files() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit read and write the struct they are given.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-        limit.rlim_cur = limit.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-    }
-    limit.rlim_cur
-}
-
 #[test]
 fn hostile_traffic_leaves_vigil_up_bounded_and_exact_on_legitimate_requests() {
     if !require_root("hostile_traffic_leaves_vigil_up_bounded_and_exact_on_legitimate_requests") {
@@ -102,17 +73,7 @@ fn hostile_traffic_leaves_vigil_up_bounded_and_exact_on_legitimate_requests() {
     let vigil = Vigil::start(&format!(
         "discovery:\n  instrument: [{{open_ports: '{port}'}}]\n"
     ));
-    let mut server = Background::spawn(
-        Command::new("node")
-            .arg("server.js")
-            .current_dir(workspace().join("integration/workloads/http-server"))
-            .env("PORT", port.to_string())
-            .stdout(Stdio::piped()),
-    );
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let _server = node_http_server(port, &[]);
     vigil.wait_captured(port);
     let baseline = rss_mib(vigil.pid());
     let mut sent = legitimate(port, 100);

@@ -3,15 +3,10 @@
 //! them appears in `/metrics`, `/debug/discovery`, `/debug/connections` or vigil's log at trace level,
 //! with the debug endpoints on (command lines not allowed, the default).
 
-use std::{
-    io::{BufRead as _, BufReader},
-    net::TcpStream,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{io::BufReader, net::TcpStream, time::Duration};
 
 use vigil_integration::{
-    Background, Vigil, eventually, free_port, http_client::exchange, require_root, workspace,
+    Vigil, eventually, free_port, http_client::exchange, node_http_server, require_root,
 };
 
 const CMDLINE_SECRET: &str = "s3cr3t-cmdline";
@@ -31,19 +26,7 @@ fn secrets_in_requests_and_command_lines_are_never_logged_or_served() {
         &["--log.level", "trace"],
     );
     vigil.wait_ready(Duration::from_secs(20));
-    let mut server = Background::spawn(
-        Command::new("node")
-            .arg("server.js")
-            .arg(format!("--password={CMDLINE_SECRET}"))
-            .current_dir(workspace().join("integration/workloads/http-server"))
-            .env("PORT", port.to_string())
-            .stdout(Stdio::piped()),
-    );
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), format!("listening {port}"));
+    let _server = node_http_server(port, &[&format!("--password={CMDLINE_SECRET}")]);
     vigil.wait_captured(port);
 
     let mut connection = BufReader::new(TcpStream::connect(("127.0.0.1", port)).unwrap());

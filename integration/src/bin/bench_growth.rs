@@ -24,7 +24,7 @@ use vigil_integration::{
     fake_apiserver::{FakeApiServer, pod},
     free_port,
     http_client::Connection,
-    require_root, sample_value, workspace,
+    raise_open_files, require_root, sample_value, word, workspace,
 };
 
 const NAMESPACE: &str = "bench";
@@ -183,19 +183,6 @@ fn python_pod(api: &FakeApiServer, n: usize) -> (Pod, u16) {
     api.apply(announced);
     assert_eq!(simulated.read_line(), format!("listening {port}"));
     (simulated, port)
-}
-
-/// A route name of letters only (the route heuristic keeps it), distinct for each `n`.
-fn word(n: usize) -> String {
-    let mut word = String::new();
-    let mut rest = n;
-    loop {
-        word.push(char::from(b'a' + (rest % 26) as u8));
-        rest /= 26;
-        if rest == 0 {
-            return word;
-        }
-    }
 }
 
 /// One GET per route `/catalog/<word(n)>` for `n` in `routes`, to every pod, one keep-alive
@@ -359,16 +346,3 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-/// Raises this process's open-file limit to its hard limit (its pods and connections inherit it).
-fn raise_open_files() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit read and write the struct they are given.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-        limit.rlim_cur = limit.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-    }
-}
