@@ -345,4 +345,3 @@ fn cpu_seconds(pid: u32) -> f64 {
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
-
