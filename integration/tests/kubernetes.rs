@@ -423,8 +423,21 @@ fn red_series_carry_their_pod_labels_through_a_scale_out() {
     announce(late_name, late);
     assert!(
         eventually(Duration::from_secs(10), || requests_by_pod(&vigil) == want),
-        "series {:?}\nclients {want:?}",
-        requests_by_pod(&vigil)
+        "series {:?}\nclients {want:?}\n{}",
+        requests_by_pod(&vigil),
+        // What could explain a difference: requests dropped, records lost, processes' states.
+        vigil
+            .metrics()
+            .lines()
+            .filter(|line| {
+                line.starts_with("vigil_http_dropped_requests_total")
+                    || line.starts_with("vigil_ebpf_events_lost_total")
+                    || line.starts_with("vigil_capture_connections")
+                    || line.starts_with("vigil_discovered_processes")
+                    || line.starts_with("vigil_http_unpaired_responses_total")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let monitored = "vigil_monitored_pods{k8s_namespace_name=\"shop\"}";
     assert!(
