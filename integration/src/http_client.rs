@@ -25,6 +25,11 @@ impl Connection {
         }
     }
 
+    /// Its socket.
+    pub fn stream(&self) -> &TcpStream {
+        self.reader.get_ref()
+    }
+
     /// The client's end of the connection (the server's peer address).
     pub fn local_addr(&self) -> std::net::SocketAddr {
         self.reader.get_ref().local_addr().unwrap()

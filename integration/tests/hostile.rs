@@ -49,6 +49,27 @@ fn send_and_drain(port: u16, bytes: &[u8]) {
     let _ = stream.read_to_end(&mut sink);
 }
 
+/// Makes closing `stream` reset it (SO_LINGER 0), leaving no TIME_WAIT socket behind: 10 000 of them
+/// would outlive this test by a minute and weigh on the scenarios after it (every read of
+/// /proc/net/tcp lists them).
+fn reset_on_close(stream: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt reads `linger` for its size; the fd is open for the call.
+    let result = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(stream),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(result, 0, "{}", std::io::Error::last_os_error());
+}
+
 /// VmRSS of `pid`, in MiB.
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -211,6 +232,10 @@ fn hostile_traffic_leaves_vigil_up_bounded_and_exact_on_legitimate_requests() {
         routes.len(),
         vigil.metric("vigil_red_label_sets")
     );
-    drop(slow);
-    drop(open);
+    for stream in &slow {
+        reset_on_close(stream);
+    }
+    for connection in &open {
+        reset_on_close(connection.stream());
+    }
 }
