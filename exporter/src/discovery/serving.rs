@@ -6,9 +6,9 @@
 //! of a shared namespace (the host's, or one several groups are in), so that a host-network pod never
 //! claims the node's other connections.
 
-use std::collections::{BTreeMap, BTreeSet, btree_map::Entry};
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::Discovery;
+use super::{Discovery, listeners::ListenerCache};
 
 /// The captured processes of one pod (or of one network namespace, outside pods).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -80,8 +80,8 @@ impl Discovery {
         for group in groups.iter() {
             *groups_per_namespace.entry(group.netns).or_default() += 1;
         }
-        // Served sockets by namespace, read once per call.
-        let mut served: BTreeMap<u64, BTreeMap<u64, u16>> = BTreeMap::new();
+        // Served sockets by namespace, read once per call, as the port selectors read them.
+        let mut listeners = ListenerCache::default();
         for group in groups.iter_mut() {
             group.shared_namespace =
                 Some(group.netns) == host || groups_per_namespace[&group.netns] > 1;
@@ -90,22 +90,9 @@ impl Discovery {
             }
             for &tgid in &group.tgids {
                 // A process gone or unreadable meanwhile serves nothing now.
-                let Ok(sockets) = self.reader.socket_inodes(tgid) else {
-                    continue;
-                };
-                if sockets.is_empty() {
-                    continue;
+                if let Ok(ports) = listeners.ports_of(&self.reader, tgid) {
+                    group.ports.extend(ports);
                 }
-                let table = match served.entry(group.netns) {
-                    Entry::Occupied(entry) => entry.into_mut(),
-                    Entry::Vacant(entry) => match self.reader.served_sockets(tgid) {
-                        Ok(table) => entry.insert(table),
-                        Err(_) => continue,
-                    },
-                };
-                group
-                    .ports
-                    .extend(sockets.iter().filter_map(|inode| table.get(inode)));
             }
         }
     }
