@@ -103,6 +103,12 @@ pub const EXIT_GROUP_DEAD: u32 = 1 << 0;
 /// [`ProcessEvent::flags`] bit on an exit: the kernel has no `group_dead` field; user space must confirm.
 pub const EXIT_GROUP_DEAD_UNKNOWN: u32 = 1 << 1;
 
+/// [`ProcessEvent::flags`] bit on a fork or a listen: the kernel set the process's bit in the filter
+/// (a fork by a captured process, a listen with capture-on-listen), right after submitting this event.
+/// User space does not clear the bit of a process with such an event it has not applied yet
+/// (see `Discovery::apply_releases`).
+pub const TRACKED_BY_KERNEL: u32 = 1 << 2;
+
 /// One process lifecycle event, as written to the [`crate::PROCESS_EVENTS_MAP`] ring buffer.
 ///
 /// All ids are in the initial PID namespace (the host's view).
@@ -111,7 +117,7 @@ pub const EXIT_GROUP_DEAD_UNKNOWN: u32 = 1 << 1;
 pub struct ProcessEvent {
     /// A [`ProcessEventKind`] as `u32`.
     pub kind: u32,
-    /// `EXIT_*` bits.
+    /// `EXIT_*` bits on an exit, [`TRACKED_BY_KERNEL`] on a fork or listen.
     pub flags: u32,
     /// The task the event is about: the new task on fork, the exiting task on exit, the process on exec.
     pub pid: u32,

@@ -8,14 +8,16 @@
 //!   `ForkUnclassified` when `vigil_newtask` did not see the task). A process forked by a captured
 //!   process is captured from its fork (its bit set in `TRACKED_TGIDS`), so that a worker's first
 //!   request is seen (node `cluster`, pm2, pre-fork servers); user space releases it when it does not
-//!   serve with its parent.
+//!   serve with its parent. The event is submitted before the bit is set, flagged `TRACKED_BY_KERNEL`.
 //! - `sched/sched_process_exit` → [`vigil_exit`]: records an `Exit` with `group_dead`, which is what says
 //!   the process is gone (the exit of the thread-group leader alone does not).
 //! - `syscalls/sys_exit_listen` → [`vigil_listen`]: records a `Listen` when `listen` succeeded, so that a
 //!   process that opens its port late is matched by port at once, without polling; with
 //!   `CAPTURE_ON_LISTEN` set, also sets the process's bit in `TRACKED_TGIDS` so that its first requests
 //!   are captured before user space has evaluated it; user space clears the bit if the process does not
-//!   match.
+//!   match. The event is submitted before the bit is set, flagged `TRACKED_BY_KERNEL`: user space does
+//!   not clear a bit for an older event while this one is waiting in the ring, and sets again a bit it
+//!   cleared just as this one arrived.
 //!
 //! Records go to the `PROCESS_EVENTS` ring buffer, submitted without a wakeup: user space drains it on a
 //! short timer, since a wakeup per record costs several microseconds in the traced process. A record that
@@ -34,7 +36,9 @@ use aya_ebpf::{
 };
 use vigil_common::{
     LostSource, ProcessEvent, ProcessEventKind, ProcessTracepointLayout,
-    process::{CLONE_THREAD, EXIT_GROUP_DEAD, EXIT_GROUP_DEAD_UNKNOWN, FIELD_ABSENT},
+    process::{
+        CLONE_THREAD, EXIT_GROUP_DEAD, EXIT_GROUP_DEAD_UNKNOWN, FIELD_ABSENT, TRACKED_BY_KERNEL,
+    },
 };
 
 use crate::tracked::{is_tracked, track};
@@ -148,10 +152,14 @@ pub fn vigil_fork(ctx: TracePointContext) -> u32 {
     } else {
         child
     };
-    if kind == ProcessEventKind::Fork && is_tracked(parent_tgid) {
+    // Submitted before the bit is set: user space, which may be clearing the bit for an older event,
+    // finds this one in the ring right after its clear and sets the bit again (`TRACKED_BY_KERNEL`).
+    let tracks = kind == ProcessEventKind::Fork && is_tracked(parent_tgid);
+    let flags = if tracks { TRACKED_BY_KERNEL } else { 0 };
+    submit(kind, flags, child, tgid, parent_tgid);
+    if tracks {
         track(child);
     }
-    submit(kind, 0, child, tgid, parent_tgid);
     0
 }
 
@@ -179,9 +187,12 @@ pub fn vigil_listen(ctx: TracePointContext) -> u32 {
     }
     let (pid, tgid) = current_ids();
     // SAFETY: a read of our own `.rodata` global; volatile so the compiler does not fold the default.
-    if unsafe { core::ptr::read_volatile(&CAPTURE_ON_LISTEN) } != 0 {
+    let tracks = unsafe { core::ptr::read_volatile(&CAPTURE_ON_LISTEN) } != 0;
+    let flags = if tracks { TRACKED_BY_KERNEL } else { 0 };
+    // Submitted before the bit is set, as in `vigil_fork`.
+    submit(ProcessEventKind::Listen, flags, pid, tgid, 0);
+    if tracks {
         track(tgid);
     }
-    submit(ProcessEventKind::Listen, 0, pid, tgid, 0);
     0
 }

@@ -77,8 +77,9 @@ pub fn hpack_blocks(blocks: &[Option<Vec<u8>>], reliable: bool) {
 }
 
 /// The /proc text vigil parses itself, each on `text`: `/proc/PID/maps` (the TLS library),
-/// `/proc/PID/cgroup` (the unified path, then its container), the `/proc/PID/ns/net` link target, and
-/// `OTEL_RESOURCE_ATTRIBUTES` from `/proc/PID/environ`. Asserts that what is found is part of `text`.
+/// `/proc/PID/cgroup` (the unified path, then its container), the `/proc/PID/ns/net` link target,
+/// `/proc/PID/net/tcp` (the served sockets) and `OTEL_RESOURCE_ATTRIBUTES` from `/proc/PID/environ`.
+/// Asserts that what is found is part of `text`.
 pub fn proc_text(text: &str) {
     if let Some(library) = tls_probes::libssl_in_maps(text) {
         assert!(text.contains(library) && !library.contains(char::is_whitespace));
@@ -88,6 +89,9 @@ pub fn proc_text(text: &str) {
         check_container(path, &ContainerRef::from_cgroup_path(path));
     }
     process::net_namespace_inode(text);
+    for (inode, _) in process::served_sockets_in(&[text]) {
+        assert!(text.contains(&inode.to_string()));
+    }
     for (key, _) in service::resource_attributes(text) {
         assert!(!key.is_empty() && text.contains(&key));
     }

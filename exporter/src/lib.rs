@@ -36,7 +36,7 @@ use crate::{
     config::Config,
     coverage::{MonitoringMetrics, TrafficWindow},
     discovery::{Discovery, DiscoveryMetrics},
-    kernel::{Kernel, KernelMetrics, KernelProbes},
+    kernel::{Kernel, KernelEvents, KernelMetrics, KernelProbes},
     metrics::{RedFamilies, RedSeries},
     pods::KubeMetrics,
 };
@@ -145,9 +145,16 @@ pub async fn run(config: Config, security: WebSecurity) -> anyhow::Result<()> {
     let _ = discovery_slot.set(discovery.clone());
 
     let lock = || discovery.lock().expect("discovery lock poisoned");
-    let seeded = lock()
-        .reconcile(Instant::now())
-        .context("first /proc scan")?;
+    // Process events drained but not applied yet (see `apply_releases`).
+    let mut events = Vec::new();
+    let seeded = {
+        let mut discovery = lock();
+        let seeded = discovery
+            .reconcile(Instant::now())
+            .context("first /proc scan")?;
+        apply_releases(&mut discovery, &mut kernel_events, &mut events);
+        seeded
+    };
     tracing::info!(processes = seeded.missed_exec, "first /proc scan done");
     readiness.set_first_scan_done();
 
@@ -169,7 +176,6 @@ pub async fn run(config: Config, security: WebSecurity) -> anyhow::Result<()> {
     )));
     let _ = capture_slot.set(capture.clone());
     let lock_capture = || capture.lock().expect("capture lock poisoned");
-    let mut events = Vec::new();
     let mut io = Vec::new();
     let mut last_drain: Option<Instant> = None;
     let stop = stop_signal();
@@ -198,14 +204,16 @@ pub async fn run(config: Config, security: WebSecurity) -> anyhow::Result<()> {
                 discovery.handle(&events, Instant::now());
                 discovery.advance(Instant::now());
                 capture.settle(&*discovery);
+                events.clear();
+                apply_releases(&mut discovery, &mut kernel_events, &mut events);
                 drop(discovery);
                 capture.look_up_addresses();
-                events.clear();
                 io_events.recycle(&mut io);
             }
             _ = heartbeat.tick() => {
                 let mut discovery = lock();
                 discovery.heartbeat(Instant::now());
+                apply_releases(&mut discovery, &mut kernel_events, &mut events);
                 let traffic = {
                     let mut capture = lock_capture();
                     capture.expire(&*discovery, Instant::now());
@@ -228,9 +236,11 @@ pub async fn run(config: Config, security: WebSecurity) -> anyhow::Result<()> {
                 }
             }
             _ = reconcile.tick() => {
-                if let Err(error) = lock().reconcile(Instant::now()) {
+                let mut discovery = lock();
+                if let Err(error) = discovery.reconcile(Instant::now()) {
                     tracing::warn!(%error, "reconcile failed; trying again next interval");
                 }
+                apply_releases(&mut discovery, &mut kernel_events, &mut events);
             }
         }
     }
@@ -240,6 +250,17 @@ pub async fn run(config: Config, security: WebSecurity) -> anyhow::Result<()> {
     tracing::info!("eBPF programs detached");
     server.await.context("admin server task")?;
     Ok(())
+}
+
+/// Has discovery clear the filter bits it released, against the process events submitted since the
+/// last drain, which are drained into `pending` and applied with the next batch (see
+/// `discovery/release.rs`).
+fn apply_releases(
+    discovery: &mut Discovery,
+    kernel_events: &mut KernelEvents,
+    pending: &mut Vec<vigil_common::ProcessEvent>,
+) {
+    discovery.apply_releases(pending, |events| kernel_events.drain(events));
 }
 
 /// Resolves with the name of the first SIGTERM or SIGINT received.

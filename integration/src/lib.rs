@@ -474,6 +474,44 @@ pub fn raise_open_files() -> u64 {
     limit.rlim_cur
 }
 
+/// Makes closing `stream` reset it (SO_LINGER 0), leaving no TIME_WAIT socket behind: thousands of
+/// them would outlive a test by a minute and weigh on the scenarios after it (every read of
+/// /proc/net/tcp lists them).
+pub fn reset_on_close(stream: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt reads `linger` for its size; the fd is open for the call.
+    let result = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(stream),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(result, 0, "{}", std::io::Error::last_os_error());
+}
+
+/// `count` idle loopback connections, both ends held by this process (2 × `count` sockets in the
+/// host's TCP tables, as on a busy node); dropped, they are reset rather than left in TIME_WAIT.
+pub fn idle_connections(count: usize) -> Vec<TcpStream> {
+    raise_open_files();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut streams = Vec::with_capacity(2 * count);
+    for _ in 0..count {
+        streams.push(TcpStream::connect(address).unwrap());
+        streams.push(listener.accept().unwrap().0);
+    }
+    for stream in &streams {
+        reset_on_close(stream);
+    }
+    streams
+}
+
 /// A path segment of letters only (the route heuristic keeps it as a word), distinct for each `n`.
 pub fn word(n: usize) -> String {
     let mut word = String::new();

@@ -12,7 +12,7 @@ use std::{
 
 use vigil_integration::{
     Vigil, eventually, free_port, http_client::Connection, node_http_server, raise_open_files,
-    require_root, samples, word,
+    require_root, reset_on_close, samples, word,
 };
 
 /// `n` legitimate keep-alive requests, `GET /legit/<i>` (route `/legit/{id}`).
@@ -47,27 +47,6 @@ fn send_and_drain(port: u16, bytes: &[u8]) {
     let _ = stream.write_all(bytes);
     let mut sink = Vec::new();
     let _ = stream.read_to_end(&mut sink);
-}
-
-/// Makes closing `stream` reset it (SO_LINGER 0), leaving no TIME_WAIT socket behind: 10 000 of them
-/// would outlive this test by a minute and weigh on the scenarios after it (every read of
-/// /proc/net/tcp lists them).
-fn reset_on_close(stream: &TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt reads `linger` for its size; the fd is open for the call.
-    let result = unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(stream),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&raw const linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(result, 0, "{}", std::io::Error::last_os_error());
 }
 
 /// VmRSS of `pid`, in MiB.

@@ -88,7 +88,7 @@ impl Discovery {
                 decision.captured_boot_ns = previous.captured_boot_ns;
             }
             (true, false) => {
-                if let Err(error) = self.filter.insert(pid) {
+                if let Err(error) = self.track(pid) {
                     decision.state = ProcessState::Candidate;
                     decision.attach_failed = true;
                     decision.reason = format!("filter insert failed: {error}");
@@ -112,7 +112,7 @@ impl Discovery {
                 tracing::info!(pid, command = %info.redacted_command_line(), "instrumented");
                 newly_captured = true;
             }
-            (false, true) => self.filter.remove(pid),
+            (false, true) => self.release(pid),
             // What the kernel did before discovery saw the process (its capture at a `listen`, or at
             // a fork by a captured parent) is undone by the handler of that event, which knows the
             // evaluation answers it: an evaluation for another reason may read a listening-socket

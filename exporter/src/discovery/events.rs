@@ -16,6 +16,14 @@ use super::{Discovery, retry::Step};
 impl Discovery {
     /// Applies kernel events.
     pub fn handle(&mut self, events: &[ProcessEvent], now: Instant) {
+        // A new listening socket: the cached tables no longer tell the whole truth. Read again once
+        // for the whole batch (every event of it happened before it was drained).
+        if events
+            .iter()
+            .any(|event| event.kind == ProcessEventKind::Listen as u32)
+        {
+            self.listeners.clear();
+        }
         for event in events {
             let trigger = Some(event.boot_time_ns);
             match ProcessEventKind::from_u32(event.kind) {
@@ -33,8 +41,6 @@ impl Discovery {
                     }
                 }
                 Some(ProcessEventKind::Listen) => {
-                    // A new listening socket: the cached tables no longer tell the whole truth.
-                    self.listeners.clear();
                     let step = match self.table.get(event.tgid) {
                         Some(_) => Step::Evaluate,
                         None => Step::Read,
@@ -77,7 +83,7 @@ impl Discovery {
             .get(&tgid)
             .is_some_and(|decision| decision.state.is_captured())
         {
-            self.filter.remove(tgid);
+            self.release(tgid);
         }
     }
 }

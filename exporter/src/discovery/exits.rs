@@ -66,7 +66,7 @@ impl Discovery {
         if !decision.state.is_captured() {
             return;
         }
-        self.filter.remove(identity.pid);
+        self.release(identity.pid);
         let ended_ns = decision.exited_boot_ns.unwrap_or_else(boot_time_ns);
         let lifetime_ns = ended_ns.saturating_sub(start_boot_ns(identity, self.ticks_per_second));
         self.min_age.record(Duration::from_nanos(lifetime_ns), now);

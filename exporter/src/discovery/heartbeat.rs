@@ -79,7 +79,7 @@ impl Discovery {
                     pid = identity.pid,
                     "filter entry of an instrumented process was missing; restoring it"
                 );
-                if let Err(error) = self.filter.insert(identity.pid) {
+                if let Err(error) = self.track(identity.pid) {
                     self.fail(identity.pid, Step::Evaluate, None, error.into(), 0, now);
                     continue;
                 }

@@ -2,20 +2,32 @@
 //! sockets of its network namespace, which are the listening sockets and the connections accepted on
 //! their ports. So a process serves a port when it listens on it, or holds a connection accepted on it:
 //! inherited (a pre-fork worker) or handed over (node `cluster` round-robin, fds passed over a Unix
-//! socket). Each namespace's table is read once and kept until a process listens (a kernel event) or a
-//! reconcile starts.
+//! socket). Each namespace's table is read once and kept until a batch of kernel events with a `listen`
+//! in it is applied (one read then serves every process of the batch: the events were all drained
+//! before it) or a reconcile starts. Reads are counted in `vigil_socket_table_reads_total`.
 
 use std::collections::{BTreeMap, BTreeSet, btree_map::Entry};
+
+use prometheus::IntCounter;
 
 use super::process::{ProcReader, ReadError};
 
 /// Served sockets (inode → local port) by network namespace inode.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct ListenerCache {
     by_namespace: BTreeMap<u64, BTreeMap<u64, u16>>,
+    /// `vigil_socket_table_reads_total`.
+    reads: IntCounter,
 }
 
 impl ListenerCache {
+    pub(super) fn new(reads: IntCounter) -> Self {
+        ListenerCache {
+            by_namespace: BTreeMap::new(),
+            reads,
+        }
+    }
+
     /// Forgets every table (they may no longer tell the whole truth).
     pub(super) fn clear(&mut self) {
         self.by_namespace.clear();
@@ -34,7 +46,10 @@ impl ListenerCache {
         let namespace = reader.net_namespace(pid)?;
         let served = match self.by_namespace.entry(namespace) {
             Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) => entry.insert(reader.served_sockets(pid)?),
+            Entry::Vacant(entry) => {
+                self.reads.inc();
+                entry.insert(reader.served_sockets(pid)?)
+            }
         };
         Ok(sockets
             .iter()

@@ -19,6 +19,7 @@ pub struct DiscoveryMetrics {
     pub(super) min_process_age: Gauge,
     pub(super) short_lived: IntCounter,
     pub(super) published: IntCounter,
+    pub(super) socket_table_reads: IntCounter,
 }
 
 impl DiscoveryMetrics {
@@ -92,6 +93,14 @@ impl DiscoveryMetrics {
                 IntCounter::new(
                     "vigil_published_processes_total",
                     "Matching processes that reached the minimum age, from when their data is published.",
+                )
+                .expect("static"),
+            ),
+            socket_table_reads: register(
+                registry,
+                IntCounter::new(
+                    "vigil_socket_table_reads_total",
+                    "Reads of a network namespace's TCP socket tables (/proc/PID/net/tcp and tcp6), for the port selectors and coverage; each costs time in proportion to the sockets of the namespace.",
                 )
                 .expect("static"),
             ),

@@ -6,9 +6,10 @@
 //! One file per job: the table ([`table`]) and its /proc reads ([`process`], [`cgroup`]); the selectors
 //! ([`selector`]) and the selection policy as a pure function ([`policy`]); listening ports
 //! ([`listeners`]); evaluating a process and applying the verdict to the filter ([`evaluate`]); kernel
-//! events ([`events`]); exits ([`exits`]); the reconcile ([`reconcile`]) and heartbeat ([`heartbeat`]);
-//! retries ([`retry`]); the minimum age ([`age`]); the families ([`metrics`]); `/debug/discovery`
-//! ([`debug`]); the serving groups coverage grounds in traffic ([`serving`]).
+//! events ([`events`]); clearing filter bits the kernel may have set again ([`release`]); exits
+//! ([`exits`]); the reconcile ([`reconcile`]) and heartbeat ([`heartbeat`]); retries ([`retry`]); the
+//! minimum age ([`age`]); the families ([`metrics`]); `/debug/discovery` ([`debug`]); the serving
+//! groups coverage grounds in traffic ([`serving`]).
 //!
 //! The table is seeded by one /proc scan at start, kept current by the kernel's exec/fork/exit/listen
 //! events, and reconciled against a full /proc scan every `discovery.reconcile_interval`. Thread events
@@ -40,6 +41,7 @@
 //! - `vigil_instrumentation_errors_total{stage,reason}`: failed steps, each retried; stages `read_proc`,
 //!   `read_ports`, `filter_insert`.
 //! - `vigil_process_table_entries`: processes in the table.
+//! - `vigil_socket_table_reads_total`: reads of a namespace's TCP socket tables ([`listeners`]).
 
 mod age;
 mod cgroup;
@@ -54,6 +56,7 @@ mod metrics;
 mod policy;
 pub(crate) mod process;
 mod reconcile;
+mod release;
 mod retry;
 mod selector;
 pub(crate) mod service;
@@ -63,7 +66,7 @@ mod table;
 mod tls;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     path::Path,
     sync::{Arc, Mutex},
     time::Instant,
@@ -105,6 +108,8 @@ pub struct Discovery {
     /// The pod store's generation when processes in pods were last re-evaluated.
     pods_seen: u64,
     listeners: ListenerCache,
+    /// Filter bits to clear at the next [`Discovery::apply_releases`].
+    released: BTreeSet<u32>,
     ticks_per_second: u64,
     /// The TLS uprobes, attached for captured processes ([`tls`]); none in tests.
     tls: Option<TlsProbes>,
@@ -127,7 +132,8 @@ impl Discovery {
             policy: Policy::new(config, std::process::id()),
             filter,
             min_age,
-            listeners: ListenerCache::default(),
+            listeners: ListenerCache::new(metrics.socket_table_reads.clone()),
+            released: BTreeSet::new(),
             pods: None,
             pods_seen: 0,
             metrics,

@@ -9,7 +9,6 @@ use std::{
 
 use procfs::{
     ProcError,
-    net::TcpState,
     process::{FDTarget, Process},
 };
 use serde::Serialize;
@@ -247,27 +246,22 @@ impl ProcReader {
     }
 
     /// The served TCP sockets (inode → local port) of `pid`'s network namespace, from
-    /// `/proc/PID/net/tcp{,6}`: the listening sockets, and the established connections accepted on one
-    /// of their ports (a connection whose local port is a listening port of the namespace; a client's
-    /// connection has an ephemeral local port). The kernel walks its whole TCP hash to produce these
-    /// files (milliseconds on a large machine), so callers cache the result per namespace.
+    /// `/proc/PID/net/tcp{,6}` (see [`served_sockets_in`]). The kernel walks its whole TCP hash to
+    /// produce these files, TIME_WAIT sockets included (about 2 µs a socket here: tens of milliseconds
+    /// on a busy node), so callers cache the result per namespace.
     pub fn served_sockets(&self, pid: u32) -> Result<BTreeMap<u64, u16>, ReadError> {
-        let process = self.open(pid)?;
-        let entries: Vec<_> = process.tcp()?.into_iter().chain(process.tcp6()?).collect();
-        let listening_ports: BTreeSet<u16> = entries
-            .iter()
-            .filter(|entry| entry.state == TcpState::Listen)
-            .map(|entry| entry.local_address.port())
-            .collect();
-        Ok(entries
-            .iter()
-            .filter(|entry| {
-                entry.state == TcpState::Listen
-                    || (entry.state == TcpState::Established
-                        && listening_ports.contains(&entry.local_address.port()))
+        let net = self.root.join(pid.to_string()).join("net");
+        let read = |name: &str| {
+            let path = net.join(name);
+            std::fs::read_to_string(&path).map_err(|error| match error.kind() {
+                std::io::ErrorKind::NotFound => ReadError::NotFound,
+                std::io::ErrorKind::PermissionDenied => {
+                    ReadError::PermissionDenied(path.display().to_string())
+                }
+                _ => ReadError::Other(format!("{}: {error}", path.display())),
             })
-            .map(|entry| (entry.inode, entry.local_address.port()))
-            .collect())
+        };
+        Ok(served_sockets_in(&[&read("tcp")?, &read("tcp6")?]))
     }
 
     /// The environment `pid` was started with (`/proc/PID/environ`; reading it needs the ptrace
@@ -289,6 +283,49 @@ impl ProcReader {
     fn open(&self, pid: u32) -> Result<Process, ReadError> {
         Ok(Process::new_with_root(self.root.join(pid.to_string()))?)
     }
+}
+
+/// The served sockets (inode → local port) in the texts of `/proc/PID/net/tcp` and `tcp6`: the
+/// listening sockets, and the established connections accepted on one of their ports (a connection
+/// whose local port is a listening port of the namespace; a client's connection has an ephemeral local
+/// port).
+///
+/// Read here rather than through `procfs` (which parses every field of every line into an entry):
+/// on a busy node most lines are TIME_WAIT or client connections, and this skips them on their state
+/// column before parsing anything else; the evaluation of every process that listens waits on it.
+pub(crate) fn served_sockets_in(tables: &[&str]) -> BTreeMap<u64, u16> {
+    const ESTABLISHED: &str = "01";
+    const LISTEN: &str = "0A";
+    // (state, local port, inode) of the lines in one of those states.
+    let entries: Vec<(bool, u16, u64)> = tables
+        .iter()
+        .flat_map(|table| table.lines().skip(1))
+        .filter_map(|line| {
+            // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+            let mut fields = line.split_ascii_whitespace();
+            let local = fields.nth(1)?;
+            let state = fields.nth(1)?;
+            let listening = match state {
+                LISTEN => true,
+                ESTABLISHED => false,
+                _ => return None,
+            };
+            let (_, port) = local.rsplit_once(':')?;
+            let port = u16::from_str_radix(port, 16).ok()?;
+            let inode = fields.nth(5)?.parse().ok()?;
+            Some((listening, port, inode))
+        })
+        .collect();
+    let listening_ports: BTreeSet<u16> = entries
+        .iter()
+        .filter(|(listening, _, _)| *listening)
+        .map(|(_, port, _)| *port)
+        .collect();
+    entries
+        .into_iter()
+        .filter(|(listening, port, _)| *listening || listening_ports.contains(port))
+        .map(|(_, port, inode)| (inode, port))
+        .collect()
 }
 
 /// The cgroup v2 path in the text of `/proc/PID/cgroup` (its `0::` line).
@@ -355,5 +392,26 @@ mod tests {
             "/bin/sh"
         );
         assert_eq!(info(None, "", 0).redacted_command_line(), "");
+    }
+
+    #[test]
+    fn served_sockets_are_listeners_and_connections_accepted_on_their_ports() {
+        // Lines as the kernel writes them: a listener on 8080 (0x1F90), a connection accepted on it,
+        // a client connection from an ephemeral port, a TIME_WAIT socket on 8080 and a listener in
+        // tcp6 on 9090 (0x2382).
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 101 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 102 1 0000000000000000 20 4 30 10 -1
+   2: 0100007F:C350 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 103 1 0000000000000000 20 4 30 10 -1
+   3: 0100007F:1F90 0100007F:C351 06 00000000:00000000 03:00001770 00000000     0        0 0 3 0000000000000000
+";
+        let tcp6 = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000000000000:2382 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 201 1 0000000000000000 100 0 0 10 0
+";
+        assert_eq!(
+            served_sockets_in(&[tcp, tcp6]),
+            BTreeMap::from([(101, 8080), (102, 8080), (201, 9090)])
+        );
+        assert!(served_sockets_in(&["", "garbage\n0: x y 0A"]).is_empty());
     }
 }

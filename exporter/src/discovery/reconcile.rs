@@ -83,7 +83,7 @@ impl Discovery {
                 .is_some_and(|decision| decision.state.is_captured());
             if !backed {
                 tracing::debug!(tgid, "removing a filter entry no captured process backs");
-                self.filter.remove(tgid);
+                self.release(tgid);
                 self.metrics
                     .corrections
                     .with_label_values(&["stale_filter_entry"])

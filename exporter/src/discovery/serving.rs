@@ -81,7 +81,7 @@ impl Discovery {
             *groups_per_namespace.entry(group.netns).or_default() += 1;
         }
         // Served sockets by namespace, read once per call, as the port selectors read them.
-        let mut listeners = ListenerCache::default();
+        let mut listeners = ListenerCache::new(self.metrics.socket_table_reads.clone());
         for group in groups.iter_mut() {
             group.shared_namespace =
                 Some(group.netns) == host || groups_per_namespace[&group.netns] > 1;

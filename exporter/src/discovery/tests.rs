@@ -10,7 +10,7 @@ use std::{
 
 use vigil_common::{
     ProcessEvent, ProcessEventKind,
-    process::{EXIT_GROUP_DEAD, EXIT_GROUP_DEAD_UNKNOWN},
+    process::{EXIT_GROUP_DEAD, EXIT_GROUP_DEAD_UNKNOWN, TRACKED_BY_KERNEL},
 };
 
 use super::{clock::boot_time_ns, retry::Step, *};
@@ -92,6 +92,11 @@ fn event(kind: ProcessEventKind, flags: u32, pid: u32, tgid: u32) -> ProcessEven
         cgroup_id: 0,
         comm: [0; 16],
     }
+}
+
+/// Carries out the releases decided so far, with no newer kernel event waiting.
+fn apply_releases(discovery: &mut Discovery) {
+    discovery.apply_releases(&mut Vec::new(), |_| {});
 }
 
 fn state_of(discovery: &Discovery, pid: u32) -> Option<ProcessState> {
@@ -176,6 +181,7 @@ fn heartbeat_drops_the_dead_and_repairs_a_missing_filter_entry() {
     child.kill().unwrap();
     child.wait().unwrap();
     discovery.heartbeat(Instant::now());
+    apply_releases(&mut discovery);
     assert!(!filter.contains(pid));
     assert_eq!(state_of(&discovery, pid), None);
     assert_eq!(
@@ -219,6 +225,7 @@ fn an_exit_event_drops_the_process_once_proc_agrees() {
     child.wait().unwrap();
     let exit = event(ProcessEventKind::Exit, EXIT_GROUP_DEAD, pid, pid);
     discovery.handle(&[exit], Instant::now());
+    apply_releases(&mut discovery);
     assert!(discovery.table.get(pid).is_none());
     assert!(!filter.contains(pid));
 }
@@ -263,6 +270,7 @@ fn a_matching_process_that_dies_young_is_short_lived_and_never_published() {
         Instant::now(),
     );
     discovery.advance(Instant::now());
+    apply_releases(&mut discovery);
     assert!(!filter.contains(pid));
     assert_eq!(sample(&registry, "vigil_short_lived_processes_total"), 1.0);
     assert_eq!(sample(&registry, "vigil_published_processes_total"), 0.0);
@@ -322,6 +330,7 @@ fn a_pid_reused_without_an_exit_event_loses_the_old_capture() {
         Instant::now(),
     );
     assert_eq!(state_of(&discovery, pid), Some(ProcessState::Candidate));
+    apply_releases(&mut discovery);
     assert!(
         !filter.contains(pid),
         "the new program does not inherit the capture"
@@ -480,16 +489,18 @@ fn a_listener_the_kernel_captured_is_released_unless_it_matches() {
     let _listener = TcpListener::bind("127.0.0.1:0").unwrap();
     filter.0.lock().unwrap().insert(me);
     discovery.handle(
-        &[event(ProcessEventKind::Listen, 0, me, me)],
+        &[event(ProcessEventKind::Listen, TRACKED_BY_KERNEL, me, me)],
         Instant::now(),
     );
     assert_eq!(state_of(&discovery, me), Some(ProcessState::Candidate));
+    apply_releases(&mut discovery);
     assert!(!filter.contains(me), "released after evaluation");
     assert_eq!(discovery.publication(me), Publication::NotSelected);
 
     // Its listen event was lost: the reconcile removes the entry and counts it.
     filter.0.lock().unwrap().insert(me);
     discovery.reconcile(Instant::now()).unwrap();
+    apply_releases(&mut discovery);
     assert!(!filter.contains(me));
     assert_eq!(
         sample(
@@ -498,6 +509,84 @@ fn a_listener_the_kernel_captured_is_released_unless_it_matches() {
         ),
         1.0
     );
+}
+
+#[test]
+fn a_bit_the_kernel_set_again_is_not_cleared_for_an_older_event() {
+    // This test process listens on a port the selector does not want; the kernel captured it at its
+    // listen, and listens again (setting the bit again) while discovery decides on the first listen.
+    let (mut discovery, filter, _registry) = discovery("{instrument: [{open_ports: '1'}]}");
+    discovery.policy.own_pid = 0; // evaluate this process as if it were anyone else
+    let me = std::process::id();
+    discovery.reconcile(Instant::now()).unwrap();
+    let _listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = event(ProcessEventKind::Listen, TRACKED_BY_KERNEL, me, me);
+    filter.0.lock().unwrap().insert(me);
+    discovery.handle(&[listen], Instant::now());
+    assert!(
+        filter.contains(me),
+        "a release waits for the end of the batch"
+    );
+
+    // The second listen is in the ring when the batch ends: the bit stays, and that event is kept
+    // for the next batch.
+    let mut pending = Vec::new();
+    let mut drains = 0;
+    discovery.apply_releases(&mut pending, |events| {
+        drains += 1;
+        if drains == 1 {
+            events.push(listen);
+        }
+    });
+    assert!(
+        filter.contains(me),
+        "not cleared under a newer kernel event"
+    );
+    assert_eq!(pending.len(), 1);
+
+    // Applying it releases the bit again; this time the kernel sets it (a third listen) just before
+    // the clear, and its event arrives in the drain right after.
+    let next = std::mem::take(&mut pending);
+    discovery.handle(&next, Instant::now());
+    drains = 0;
+    discovery.apply_releases(&mut pending, |events| {
+        drains += 1;
+        if drains == 2 {
+            events.push(listen);
+        }
+    });
+    assert!(filter.contains(me), "set again after the clear");
+
+    // No newer event: cleared.
+    let next = std::mem::take(&mut pending);
+    discovery.handle(&next, Instant::now());
+    apply_releases(&mut discovery);
+    assert!(!filter.contains(me));
+    assert_eq!(state_of(&discovery, me), Some(ProcessState::Candidate));
+}
+
+#[test]
+fn a_batch_of_listens_reads_the_socket_tables_once() {
+    let (mut discovery, filter, registry) = discovery("{instrument: [{open_ports: '1-65535'}]}");
+    discovery.policy.own_pid = 0; // evaluate this process as if it were anyone else
+    let me = std::process::id();
+    discovery.reconcile(Instant::now()).unwrap();
+    let reads = || sample(&registry, "vigil_socket_table_reads_total");
+    let before = reads();
+    let first = TcpListener::bind("127.0.0.1:0").unwrap();
+    let second = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = event(ProcessEventKind::Listen, 0, me, me);
+    discovery.handle(&[listen, listen], Instant::now());
+    assert_eq!(reads() - before, 1.0, "one read for the batch");
+    assert!(filter.contains(me));
+    let ports = &discovery.decisions[&me].ports;
+    for listener in [&first, &second] {
+        let port = listener.local_addr().unwrap().port();
+        assert!(ports.contains(&port), "{port} in {ports:?}");
+    }
+    // A batch without a listen reads nothing again.
+    discovery.handle(&[event(ProcessEventKind::Exec, 0, me, me)], Instant::now());
+    assert_eq!(reads() - before, 1.0);
 }
 
 /// The pid of `parent`'s child running `exe_suffix`, once it does.
@@ -548,10 +637,16 @@ fn a_worker_forked_by_a_captured_process_is_captured_and_its_other_children_are_
     // ones that run another program.
     filter.0.lock().unwrap().insert(sleep);
     discovery.handle(
-        &[event(ProcessEventKind::Fork, 0, sleep, sleep)],
+        &[event(
+            ProcessEventKind::Fork,
+            TRACKED_BY_KERNEL,
+            sleep,
+            sleep,
+        )],
         Instant::now(),
     );
     assert_eq!(state_of(&discovery, sleep), Some(ProcessState::Candidate));
+    apply_releases(&mut discovery);
     assert!(!filter.contains(sleep), "released after evaluation");
     let _ = parent.kill();
     let _ = Command::new("kill").arg(worker.to_string()).status();

@@ -67,14 +67,15 @@ impl TrackedTgids {
     /// Sets the bit of `tgid` (an atomic or: the kernel writes the same words).
     pub(super) fn set(&self, tgid: u32) -> Result<(), FilterError> {
         let (word, mask) = self.bit(tgid).ok_or(FilterError(tgid))?;
-        word.fetch_or(mask, Ordering::Relaxed);
+        word.fetch_or(mask, Ordering::SeqCst);
         Ok(())
     }
 
-    /// Clears the bit of `tgid` (an atomic and).
+    /// Clears the bit of `tgid` (an atomic and; sequentially consistent, so that a drain of the process
+    /// ring after it sees every event the kernel submitted before a set this clear undid).
     pub(super) fn clear(&self, tgid: u32) {
         if let Some((word, mask)) = self.bit(tgid) {
-            word.fetch_and(!mask, Ordering::Relaxed);
+            word.fetch_and(!mask, Ordering::SeqCst);
         }
     }
 }
