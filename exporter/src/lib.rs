@@ -38,7 +38,7 @@ use crate::{
     discovery::{Discovery, DiscoveryMetrics},
     kernel::{Kernel, KernelEvents, KernelMetrics, KernelProbes},
     metrics::{RedFamilies, RedSeries},
-    pods::KubeMetrics,
+    pods::{Freshness, KubeMetrics},
 };
 
 /// Runs vigil until SIGTERM or SIGINT, serving with the web configuration `security` (read by the
@@ -223,16 +223,22 @@ pub async fn run(config: Config, security: WebSecurity) -> anyhow::Result<()> {
                 traffic_window.observe(Instant::now(), &served_ports.read(), &groups, &traffic);
                 if let Some(watch) = &pod_watch {
                     watch.update_gauges();
-                    let reports = coverage::evaluate(
-                        &watch.store.lock().expect("pod store lock"),
-                        &discovery,
-                        &config.k8s,
-                        std::time::SystemTime::now(),
-                        &traffic_window,
-                        &groups,
-                    );
-                    monitoring_metrics.publish(&reports);
-                    *pod_reports.lock().expect("pods lock") = coverage::to_json(&reports);
+                    let store = watch.store.lock().expect("pod store lock");
+                    // While the API server is unreachable, the pod verdicts stay as they were: a
+                    // pod deleted meanwhile would otherwise read as unmonitored because of vigil's
+                    // own outage, and the pods created meanwhile are not known.
+                    if store.freshness() != Freshness::Stale {
+                        let reports = coverage::evaluate(
+                            &store,
+                            &discovery,
+                            &config.k8s,
+                            std::time::SystemTime::now(),
+                            &traffic_window,
+                            &groups,
+                        );
+                        monitoring_metrics.publish(&reports);
+                        *pod_reports.lock().expect("pods lock") = coverage::to_json(&reports);
+                    }
                 }
             }
             _ = reconcile.tick() => {

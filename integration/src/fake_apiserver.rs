@@ -2,7 +2,8 @@
 //! on loopback: a list answers with the pods and a `resourceVersion`; `watch=true&resourceVersion=N`
 //! first replays the events after N, then streams `ADDED`, `MODIFIED` and `DELETED` events (chunked JSON
 //! lines), with a `BOOKMARK` when a watch starts. The test drives it: change pods, drop every open watch
-//! connection, or answer the next watch with `410 Gone`.
+//! connection, answer the next watch with `410 Gone`, or become unreachable (every connection closed
+//! unanswered) and come back.
 
 use std::{
     collections::BTreeMap,
@@ -23,6 +24,8 @@ struct State {
     history: Vec<(u64, Value)>,
     watches: Vec<TcpStream>,
     expire_next_watch: bool,
+    /// Closing every connection unanswered, as an API server the node cannot reach.
+    unreachable: bool,
     requests: Vec<String>,
     /// Other objects, by path (`/apis/apps/v1/namespaces/shop/replicasets/web-1`), answered to a GET.
     objects: BTreeMap<String, Value>,
@@ -100,6 +103,18 @@ impl FakeApiServer {
         }
     }
 
+    /// Makes the server unreachable (open watches closed, every request closed unanswered), or
+    /// reachable again. Pods may still be changed meanwhile; a client sees them when it lists again.
+    pub fn set_reachable(&self, reachable: bool) {
+        let mut state = self.state.lock().unwrap();
+        state.unreachable = !reachable;
+        if !reachable {
+            for stream in state.watches.drain(..) {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+
     /// Answers the next watch with `410 Gone` (its resourceVersion expired): the client must list again.
     pub fn expire_next_watch(&self) {
         self.state.lock().unwrap().expire_next_watch = true;
@@ -156,6 +171,10 @@ fn serve(stream: TcpStream, state: &Arc<Mutex<State>>) {
             .unwrap_or_default()
             .to_owned();
         let mut state_now = state.lock().unwrap();
+        if state_now.unreachable {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return;
+        }
         state_now.requests.push(target.clone());
         let mut stream = stream.try_clone().unwrap();
         if !target.starts_with("/api/v1/pods") {

@@ -746,3 +746,154 @@ fn service_names_follow_otel_variables_annotations_the_name_label_and_the_owner(
     });
     assert!(named, "series {:?}\nwanted {want:?}", services());
 }
+
+/// Request counts of the series of pod `uid`, by whether they carry its pod's labels (`k8s_pod_name`
+/// set) or only what the node knows.
+fn requests_of_pod(vigil: &Vigil, uid: &str) -> (u64, u64) {
+    let (_, body) = vigil.get("/metrics");
+    let (mut labelled, mut node_only) = (0, 0);
+    for (labels, value) in samples(&body, "http_server_request_duration_seconds_count") {
+        if labels.get("k8s_pod_uid").map(String::as_str) != Some(uid) {
+            continue;
+        }
+        match labels.get("k8s_pod_name") {
+            Some(_) => labelled += value as u64,
+            None => {
+                assert_eq!(labels.get("k8s_node_name").map(String::as_str), Some(NODE));
+                assert_eq!(labels.get("service_name").map(String::as_str), Some("node"));
+                node_only += value as u64;
+            }
+        }
+    }
+    (labelled, node_only)
+}
+
+#[test]
+fn an_unreachable_api_server_leaves_no_pod_unmonitored_and_its_metadata_returns() {
+    if !require_root("an_unreachable_api_server_leaves_no_pod_unmonitored_and_its_metadata_returns")
+    {
+        return;
+    }
+    let server = FakeApiServer::start();
+    let vigil = vigil_with(&server, "  unmonitored_grace: 2s\n");
+    let announce = |name: &str, replica: &Pod| {
+        server.apply(pod(
+            "shop",
+            name,
+            &replica.uid,
+            NODE,
+            &replica.container_id,
+            &now_rfc3339(),
+        ));
+    };
+    let monitored = "vigil_monitored_pods{k8s_namespace_name=\"shop\"}";
+    let (old, _) = http_replica();
+    announce("web-0", &old);
+    assert!(
+        eventually(Duration::from_secs(10), || gauge(&vigil, monitored)
+            == Some(1.0)),
+        "web-0 monitored: {:?}",
+        pods(&vigil)
+    );
+    assert_eq!(gauge(&vigil, "vigil_kube_watch_up"), Some(1.0));
+
+    let unmonitored_seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (new, new_port) = std::thread::scope(|scope| {
+        // Throughout the outage and after it, no pod may be reported unmonitored.
+        let watcher = {
+            let (watching, unmonitored_seen, vigil) =
+                (watching.clone(), unmonitored_seen.clone(), &vigil);
+            scope.spawn(move || {
+                while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (_, body) = vigil.get("/metrics");
+                    if body
+                        .lines()
+                        .filter(|line| line.starts_with("vigil_unmonitored_pods{"))
+                        .any(|line| !line.ends_with(" 0"))
+                    {
+                        unmonitored_seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        server.set_reachable(false);
+        assert!(
+            eventually(Duration::from_secs(10), || gauge(
+                &vigil,
+                "vigil_kube_watch_up"
+            ) == Some(0.0)),
+            "the watch failure is seen"
+        );
+        // During the outage web-0's pod is deleted and its process ends, and web-1 starts and serves
+        // (its pod created in the API, which vigil cannot see).
+        server.delete(&old.uid);
+        drop(old);
+        let (new, new_port) = http_replica();
+        announce("web-1", &new);
+        http_client::keep_alive_load(new_port, 1, 100, &["/users/1".to_owned()]);
+        // Its requests are published with the labels the node knows, not held for the outage.
+        assert!(
+            eventually(Duration::from_secs(10), || requests_of_pod(
+                &vigil, &new.uid
+            ) == (0, 100)),
+            "node-only series of web-1: {:?}",
+            requests_of_pod(&vigil, &new.uid)
+        );
+        // Past the grace: web-0 is gone without vigil knowing, web-1 is not known to it.
+        std::thread::sleep(Duration::from_secs(3));
+        assert_eq!(gauge(&vigil, monitored), Some(1.0), "verdicts kept");
+
+        server.set_reachable(true);
+        assert!(
+            eventually(Duration::from_secs(40), || gauge(
+                &vigil,
+                "vigil_kube_watch_up"
+            ) == Some(1.0)),
+            "the pods are listed again"
+        );
+        assert!(
+            eventually(Duration::from_secs(10), || pod_names(&vigil) == ["web-1"]),
+            "pods {:?}",
+            pod_names(&vigil)
+        );
+        assert!(
+            eventually(Duration::from_secs(10), || gauge(&vigil, monitored)
+                == Some(1.0)),
+            "web-1 monitored: {:?}",
+            pods(&vigil)
+        );
+        watching.store(false, std::sync::atomic::Ordering::Relaxed);
+        watcher.join().unwrap();
+        (new, new_port)
+    });
+    assert!(
+        !unmonitored_seen.load(std::sync::atomic::Ordering::Relaxed),
+        "a pod was reported unmonitored because of vigil's outage"
+    );
+    // Metadata restored: new requests carry web-1's pod labels.
+    std::thread::sleep(Duration::from_millis(500)); // a heartbeat: resolved labels are dropped
+    http_client::keep_alive_load(new_port, 1, 50, &["/users/1".to_owned()]);
+    assert!(
+        eventually(Duration::from_secs(10), || requests_of_pod(
+            &vigil, &new.uid
+        ) == (50, 100)),
+        "web-1 series: {:?}",
+        requests_of_pod(&vigil, &new.uid)
+    );
+    let (_, body) = vigil.get("/metrics");
+    let restored: Vec<_> = samples(&body, "http_server_request_duration_seconds_count")
+        .into_iter()
+        .filter(|(labels, _)| labels.get("k8s_pod_name").is_some())
+        .collect();
+    assert!(
+        restored.iter().all(|(labels, _)| {
+            labels.get("service_name").map(String::as_str) == Some("web")
+                && labels.get("k8s_deployment_name").map(String::as_str) == Some("web")
+                && labels.get("k8s_pod_name").map(String::as_str) == Some("web-1")
+        }),
+        "{restored:?}"
+    );
+    drop(new);
+}

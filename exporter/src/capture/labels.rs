@@ -4,7 +4,11 @@
 //!
 //! A process in a pod the watcher does not know yet, or whose container the pod's statuses do not list
 //! yet, is *pending metadata*: its requests are held, not published without their pod labels, until
-//! the join holds. Without Kubernetes (or for a host process) the k8s labels are empty.
+//! the join holds. Without Kubernetes (or for a host process) the k8s labels are empty. While the API
+//! server is unreachable (the pod store is [`Freshness::Stale`]), a process of a pod vigil does not
+//! know is not held for as long as the outage lasts: its requests get the labels the node knows
+//! (`service_name`, `service_namespace` from its environment or executable, `k8s_pod_uid` from its
+//! cgroup, `k8s_node_name`), and its pod's labels once the pods are listed again.
 //!
 //! `service_name` is, the first that is set, as OpenTelemetry and Beyla users expect: the process's
 //! `OTEL_SERVICE_NAME`, `service.name` in its `OTEL_RESOURCE_ATTRIBUTES`, the pod's annotation
@@ -20,8 +24,8 @@ use foldhash::HashMap;
 use super::view::ProcessView;
 use crate::{
     discovery::{ContainerRef, ServiceIdentity},
-    metrics::ServiceLabels,
-    pods::{PodMeta, PodStore},
+    metrics::{ServiceLabels, labels::NAMES},
+    pods::{Freshness, PodMeta, PodStore},
 };
 
 /// The pod annotation that names its service, as the OpenTelemetry operator reads it.
@@ -94,16 +98,41 @@ pub fn resolve(
         return Some(ServiceLabels::host(name, namespace));
     };
     let pods = pods.lock().expect("pod store lock");
-    let pod = pods.get(pod_uid)?;
     let container_id = container.container_id.as_deref();
-    // A process outside any container of the pod (its container not reported started yet) waits.
-    let started = pod.container(container_id).is_some()
-        || (container_id.is_none()
-            && pod
-                .containers
-                .iter()
-                .any(|known| known.container_id.is_none()));
-    started.then(|| of_pod(pod, container_id, service))
+    let labels = pods.get(pod_uid).and_then(|pod| {
+        // A process outside any container of the pod (its container not reported started yet) waits.
+        let started = pod.container(container_id).is_some()
+            || (container_id.is_none()
+                && pod
+                    .containers
+                    .iter()
+                    .any(|known| known.container_id.is_none()));
+        started.then(|| of_pod(pod, container_id, service))
+    });
+    match labels {
+        None if pods.freshness() == Freshness::Stale => {
+            Some(node_only(service, pod_uid, pods.node_name()))
+        }
+        labels => labels,
+    }
+}
+
+/// The labels of process `service` of pod `pod_uid` when the pod's metadata cannot be had.
+fn node_only(service: &ServiceIdentity, pod_uid: &str, node_name: &str) -> ServiceLabels {
+    let mut values: [String; NAMES.len()] = Default::default();
+    for (value, name) in values.iter_mut().zip(NAMES) {
+        *value = match name {
+            "service_name" => service
+                .otel_name
+                .clone()
+                .unwrap_or_else(|| service.executable.clone()),
+            "service_namespace" => service.otel_namespace.clone().unwrap_or_default(),
+            "k8s_pod_uid" => pod_uid.to_owned(),
+            "k8s_node_name" => node_name.to_owned(),
+            _ => String::new(),
+        };
+    }
+    ServiceLabels::from_values(values)
 }
 
 /// Identity labels by tgid, resolved once and forgotten on every [`LabelCache::refresh`] (pods change).
@@ -305,5 +334,40 @@ mod tests {
             resolve(&node(), &in_pod, None),
             Some(ServiceLabels::host("node", ""))
         );
+    }
+
+    #[test]
+    fn while_the_api_server_is_unreachable_an_unknown_pod_gets_the_labels_the_node_knows() {
+        let store = Arc::new(Mutex::new(PodStore::for_node("node-a")));
+        let in_pod = ContainerRef {
+            container_id: Some("c".repeat(64)),
+            pod_uid: Some("u2".into()),
+        };
+        store
+            .lock()
+            .unwrap()
+            .replace(vec![pod(Some(("StatefulSet", "db")))]);
+        assert_eq!(resolve(&node(), &in_pod, Some(&store)), None, "pending");
+        store.lock().unwrap().mark_stale();
+        let labels = resolve(&node(), &in_pod, Some(&store)).unwrap();
+        let values: Vec<&str> = labels.values().collect();
+        assert_eq!(
+            values,
+            ["node", "", "", "", "u2", "", "node-a", "", "", "", "", ""]
+        );
+        // A pod known before the outage keeps its labels.
+        let known = ContainerRef {
+            container_id: Some("c".repeat(64)),
+            pod_uid: Some("u1".into()),
+        };
+        assert_eq!(
+            resolve(&node(), &known, Some(&store))
+                .unwrap()
+                .service_name(),
+            "db"
+        );
+        // Listed again: the unknown pod waits for its metadata again.
+        store.lock().unwrap().replace(Vec::new());
+        assert_eq!(resolve(&node(), &in_pod, Some(&store)), None);
     }
 }

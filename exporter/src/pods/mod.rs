@@ -10,5 +10,5 @@ pub mod rules;
 pub mod store;
 pub mod watch;
 
-pub use store::{ContainerMeta, PodMeta, PodStore};
+pub use store::{ContainerMeta, Freshness, PodMeta, PodStore};
 pub use watch::{KubeMetrics, KubernetesError, PodWatch, connect, node_name, watch_pods};

@@ -135,15 +135,52 @@ fn cron_job_of_job(job: &str) -> Option<String> {
         .then(|| cron_job.to_owned())
 }
 
+/// Whether the store reflects the API server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Freshness {
+    /// Before the first list completes.
+    #[default]
+    Listing,
+    /// Listed, and watched since.
+    Current,
+    /// The watch failed: the API server is unreachable (or refuses vigil) until a new list completes.
+    /// The pods are those known before; pods created, changed or deleted since are not seen.
+    Stale,
+}
+
 /// The pods the watcher knows, by UID.
 #[derive(Debug, Default)]
 pub struct PodStore {
     pods: HashMap<String, PodMeta>,
     /// Bumped on every change, so that readers can tell whether to look again.
     generation: u64,
+    freshness: Freshness,
+    /// The node the pods run on (the `k8s_node_name` label).
+    node_name: String,
 }
 
 impl PodStore {
+    /// An empty store of the pods of `node_name`, listing.
+    pub fn for_node(node_name: &str) -> PodStore {
+        PodStore {
+            node_name: node_name.to_owned(),
+            ..PodStore::default()
+        }
+    }
+
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
+    pub fn freshness(&self) -> Freshness {
+        self.freshness
+    }
+
+    /// The watch failed: what the store holds may be out of date until the next full list.
+    pub fn mark_stale(&mut self) {
+        self.freshness = Freshness::Stale;
+    }
+
     pub fn apply(&mut self, pod: PodMeta) {
         if self.pods.get(&pod.uid) != Some(&pod) {
             self.pods.insert(pod.uid.clone(), pod);
@@ -157,10 +194,11 @@ impl PodStore {
         }
     }
 
-    /// Replaces everything (after a full list).
+    /// Replaces everything (after a full list): the store is current.
     pub fn replace(&mut self, pods: Vec<PodMeta>) {
         self.pods = pods.into_iter().map(|pod| (pod.uid.clone(), pod)).collect();
         self.generation += 1;
+        self.freshness = Freshness::Current;
     }
 
     /// Changes so far.

@@ -1,33 +1,40 @@
-//! The pod watch: a node-scoped watch of the API server (`kube` watcher with `spec.nodeName=<node>`,
-//! backoff on errors, a relist after `410 Gone`) that keeps the [`PodStore`] current, each pod stripped
-//! to a [`PodMeta`] with its owner resolved ([`super::owners`]).
+//! The pod watch: a node-scoped watch of the API server (`kube` watcher with `spec.nodeName=<node>`)
+//! that keeps the [`PodStore`] current, each pod stripped to a [`PodMeta`] with its owner resolved
+//! ([`super::owners`]). A watch that ends is resumed from its resource version; a watch that fails
+//! (the API server unreachable, an error, `410 Gone`) marks the store stale and, after a backoff
+//! ([`RETRY_FIRST`] doubling up to [`RETRY_MAX`]), the pods are listed again: the list is what says
+//! the store is current again, since a resumed watch says nothing until a pod changes. Meanwhile
+//! capture labels the requests of pods it does not know with what the node knows, and coverage keeps
+//! the verdicts it had (see [`Freshness`]).
 //!
 //! Without a kubeconfig and outside a pod (no service account), vigil runs node-only and says so once.
 //!
-//! Metrics: `vigil_kube_watch_restarts_total` (watch errors, each followed by a backoff and a new
-//! watch or list), `vigil_kube_last_event_age_seconds`, `vigil_kube_pods{phase}`.
+//! Metrics: `vigil_kube_watch_restarts_total` (watch failures, each followed by a backoff and a new
+//! list), `vigil_kube_watch_up` (1 while the store is current), `vigil_kube_last_event_age_seconds`,
+//! `vigil_kube_pods{phase}`.
 
 use std::{
     sync::{Arc, Mutex},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Pod;
-use kube::{
-    Api, Client,
-    runtime::{WatchStreamExt as _, watcher},
-};
-use prometheus::{Gauge, IntCounter, IntGaugeVec, Registry};
+use kube::{Api, Client, runtime::watcher};
+use prometheus::{Gauge, IntCounter, IntGauge, IntGaugeVec, Registry};
 
 use super::{
     owners::OwnerResolver,
-    store::{PodMeta, PodStore},
+    store::{Freshness, PodMeta, PodStore},
 };
 use crate::{
     config::KubernetesConfig,
     metrics::{gauge_vec, register},
 };
+
+/// Wait after a failed watch before listing again; doubled per failure in a row up to [`RETRY_MAX`].
+pub const RETRY_FIRST: Duration = Duration::from_secs(1);
+pub const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Why the API server cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +55,7 @@ pub enum KubernetesError {
 #[derive(Clone)]
 pub struct KubeMetrics {
     restarts: IntCounter,
+    up: IntGauge,
     last_event_age: Gauge,
     pods: IntGaugeVec,
 }
@@ -59,7 +67,15 @@ impl KubeMetrics {
                 registry,
                 IntCounter::new(
                     "vigil_kube_watch_restarts_total",
-                    "Errors of the pod watch, each followed by a backoff and a new watch (or a relist).",
+                    "Failures of the pod watch, each followed by a backoff and a new list of the node's pods.",
+                )
+                .expect("static"),
+            ),
+            up: register(
+                registry,
+                IntGauge::new(
+                    "vigil_kube_watch_up",
+                    "1 while vigil's pod store reflects the API server (listed, and watched since); 0 before the first list and from a watch failure until a new list completes.",
                 )
                 .expect("static"),
             ),
@@ -96,7 +112,11 @@ impl PodWatch {
         let age = self.last_event.lock().expect("lock").elapsed();
         self.metrics.last_event_age.set(age.as_secs_f64());
         self.metrics.pods.reset();
-        for pod in self.store.lock().expect("pod store lock").iter() {
+        let store = self.store.lock().expect("pod store lock");
+        self.metrics
+            .up
+            .set(i64::from(store.freshness() == Freshness::Current));
+        for pod in store.iter() {
             self.metrics.pods.with_label_values(&[&pod.phase]).inc();
         }
     }
@@ -143,7 +163,7 @@ pub fn node_name(config: &KubernetesConfig) -> String {
 /// Starts watching the pods of `node_name`; the returned handle sees the store the task keeps current.
 pub fn watch_pods(client: Client, node_name: String, metrics: KubeMetrics) -> PodWatch {
     let watch = PodWatch {
-        store: Arc::new(Mutex::new(PodStore::default())),
+        store: Arc::new(Mutex::new(PodStore::for_node(&node_name))),
         last_event: Arc::new(Mutex::new(Instant::now())),
         node_name: node_name.clone(),
         metrics,
@@ -153,45 +173,54 @@ pub fn watch_pods(client: Client, node_name: String, metrics: KubeMetrics) -> Po
         let mut owners = OwnerResolver::new(client.clone());
         let api: Api<Pod> = Api::all(client);
         let selector = format!("spec.nodeName={node_name}");
-        let stream = watcher(api, watcher::Config::default().fields(&selector)).default_backoff();
-        futures::pin_mut!(stream);
-        // Pods listed since the last (re)start of the watch, swapped in whole when the list is done.
-        let mut listed: Vec<PodMeta> = Vec::new();
-        while let Some(event) = stream.next().await {
-            *task.last_event.lock().expect("lock") = Instant::now();
-            let event = match event {
-                Ok(event) => event,
-                Err(error) => {
-                    task.metrics.restarts.inc();
-                    tracing::warn!(%error, "pod watch failed; retrying with backoff");
-                    continue;
-                }
-            };
-            let meta = match &event {
-                watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) => {
-                    owners.resolve(pod).await
-                }
-                _ => None,
-            };
-            let mut store = task.store.lock().expect("pod store lock");
-            match event {
-                watcher::Event::Init => listed.clear(),
-                watcher::Event::InitApply(_) => listed.extend(meta),
-                watcher::Event::InitDone => {
-                    store.replace(std::mem::take(&mut listed));
-                    tracing::info!(pods = store.len(), node = %node_name, "pods of this node listed");
-                }
-                watcher::Event::Apply(_) => {
-                    if let Some(meta) = meta {
-                        store.apply(meta);
+        // A doubling delay with a cap, written here: the watcher's own backoff resumes the watch
+        // without a list, and only a list says the store is current again.
+        let mut retry = RETRY_FIRST;
+        loop {
+            let stream = watcher(api.clone(), watcher::Config::default().fields(&selector));
+            futures::pin_mut!(stream);
+            // Pods listed since the start of this watch, swapped in whole when the list is done.
+            let mut listed: Vec<PodMeta> = Vec::new();
+            while let Some(event) = stream.next().await {
+                *task.last_event.lock().expect("lock") = Instant::now();
+                let event = match event {
+                    Ok(event) => event,
+                    Err(error) => {
+                        task.metrics.restarts.inc();
+                        task.store.lock().expect("pod store lock").mark_stale();
+                        tracing::warn!(%error, retry_in = ?retry, "pod watch failed; listing the node's pods again after a backoff");
+                        break;
                     }
-                }
-                watcher::Event::Delete(pod) => {
-                    if let Some(uid) = pod.metadata.uid.as_deref() {
-                        store.delete(uid);
+                };
+                let meta = match &event {
+                    watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) => {
+                        owners.resolve(pod).await
+                    }
+                    _ => None,
+                };
+                let mut store = task.store.lock().expect("pod store lock");
+                match event {
+                    watcher::Event::Init => listed.clear(),
+                    watcher::Event::InitApply(_) => listed.extend(meta),
+                    watcher::Event::InitDone => {
+                        store.replace(std::mem::take(&mut listed));
+                        retry = RETRY_FIRST;
+                        tracing::info!(pods = store.len(), node = %node_name, "pods of this node listed");
+                    }
+                    watcher::Event::Apply(_) => {
+                        if let Some(meta) = meta {
+                            store.apply(meta);
+                        }
+                    }
+                    watcher::Event::Delete(pod) => {
+                        if let Some(uid) = pod.metadata.uid.as_deref() {
+                            store.delete(uid);
+                        }
                     }
                 }
             }
+            tokio::time::sleep(retry).await;
+            retry = (retry * 2).min(RETRY_MAX);
         }
     });
     watch
