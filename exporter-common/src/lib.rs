@@ -68,6 +68,10 @@ pub const SOCK_LAYOUT_GLOBAL: &str = "SOCK_LAYOUT";
 /// LRU hash map of [`ServedPortKey`] → [`ServedPortCounts`]: the connections accepted on each port of
 /// each network namespace, which user space reads on the heartbeat.
 pub const SERVED_PORTS_MAP: &str = "SERVED_PORTS";
+/// LRU hash map of the TLS library calls in flight (thread → call), from entry to return uprobe.
+pub const SSL_CALLS_MAP: &str = "SSL_CALLS";
+/// LRU hash map of new task id → whether it is a thread, from `task_newtask` to `sched_process_fork`.
+pub const CLONE_KINDS_MAP: &str = "CLONE_KINDS";
 
 /// Where a lost record was headed; the index into [`LOST_EVENTS_MAP`].
 #[repr(u32)]

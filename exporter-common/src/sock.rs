@@ -16,7 +16,8 @@ pub const TCP_ESTABLISHED: i32 = 1;
 pub const TCP_SYN_RECV: i32 = 3;
 /// `IPPROTO_TCP`.
 pub const IPPROTO_TCP: u16 = 6;
-/// Entries of [`crate::SERVED_PORTS_MAP`] (an LRU map: the least recently used port goes first).
+/// Entries of [`crate::SERVED_PORTS_MAP`] (an LRU map: the least recently used port goes first) as
+/// compiled; user space sets the size it loads with (`ebpf.served_ports_entries`).
 pub const SERVED_PORTS_MAX: u32 = 16_384;
 
 /// Byte offsets the sock program reads: fields of the `sock/inet_sock_set_state` record (from its

@@ -172,7 +172,7 @@ pub async fn run(config: Config, security: WebSecurity) -> anyhow::Result<()> {
         pod_watch.as_ref().map(|watch| watch.store.clone()),
         capture_metrics,
         red_series,
-        config.capture.max_connections,
+        &config.capture,
     )));
     let _ = capture_slot.set(capture.clone());
     let lock_capture = || capture.lock().expect("capture lock poisoned");

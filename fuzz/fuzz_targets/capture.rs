@@ -23,7 +23,7 @@ use std::{
 use libfuzzer_sys::fuzz_target;
 use vigil::{
     capture::{Capture, CaptureMetrics, ConnectionKey, ProcessView},
-    config::Config,
+    config::{CaptureConfig, Config},
     discovery::{ContainerRef, Publication, ServiceIdentity},
     metrics::{Exposition, RedFamilies, RedSeries, new_registry},
 };
@@ -74,8 +74,12 @@ fuzz_target!(|data: &[u8]| {
         RedFamilies::register(&registry, &config.metrics),
     );
     let exposition = Exposition::new(registry.clone(), series.exposition());
-    // A small connection bound, so that eviction is fuzzed too.
-    let mut capture = Capture::new(None, CaptureMetrics::register(&registry), series, 8);
+    // Small bounds, so that eviction and a full hold are fuzzed too.
+    let limits = CaptureConfig {
+        max_connections: 8,
+        max_held_requests: 64,
+    };
+    let mut capture = Capture::new(None, CaptureMetrics::register(&registry), series, &limits);
     let mut processes = Processes {
         // The first process is published, the second provisional, the others not captured yet.
         publication: TGIDS

@@ -334,3 +334,35 @@ fn a_program_that_cannot_load_is_reported_and_vigil_keeps_serving() {
         "fork_unclassified"
     ) > before));
 }
+
+#[test]
+fn kernel_map_sizes_follow_the_config() {
+    if !require_root("kernel_map_sizes_follow_the_config") {
+        return;
+    }
+    // Odd sizes no default has, so that the maps found are this vigil's.
+    let sizes = [
+        ("SERVED_PORTS", "served_ports_entries", 1031),
+        ("HTTP2_CONNECTIONS", "http2_connections_entries", 1033),
+        ("SSL_CALLS", "tls_calls_entries", 1039),
+        ("CLONE_KINDS", "clone_kinds_entries", 1049),
+    ];
+    let config: String = sizes
+        .iter()
+        .map(|(_, key, entries)| format!("  {key}: {entries}\n"))
+        .collect();
+    let vigil = Vigil::start(&format!("ebpf:\n{config}"));
+    // The kernel keeps 15 characters of a map's name.
+    let loaded: Vec<(String, u32)> = aya::maps::loaded_maps()
+        .filter_map(Result::ok)
+        .filter_map(|info| Some((info.name_as_str()?.to_owned(), info.max_entries())))
+        .collect();
+    for (map, key, entries) in sizes {
+        let name = &map[..map.len().min(15)];
+        assert!(
+            loaded.contains(&(name.to_owned(), entries)),
+            "{map} loaded with ebpf.{key} = {entries}: {loaded:?}"
+        );
+    }
+    drop(vigil);
+}

@@ -56,6 +56,7 @@ use traffic::{ServedTraffic, TrafficTally};
 pub use view::ProcessView;
 
 use crate::{
+    config::CaptureConfig,
     discovery::Publication,
     kernel::IoRecord,
     metrics::{Exchange, Measure, RedSeries, register},
@@ -120,15 +121,15 @@ impl Capture {
         pods: Option<Arc<Mutex<PodStore>>>,
         metrics: CaptureMetrics,
         series: RedSeries,
-        max_connections: usize,
+        limits: &CaptureConfig,
     ) -> Self {
         Capture {
             connections: HashMap::default(),
-            max_connections,
+            max_connections: limits.max_connections,
             connections_gauge: metrics.connections,
             evicted: metrics.evicted,
             protocols: metrics.protocols,
-            held: metrics.hold,
+            held: metrics.hold.with_limit(limits.max_held_requests),
             labels: LabelCache::new(pods),
             series,
             traffic: TrafficTally::default(),

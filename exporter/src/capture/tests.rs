@@ -78,15 +78,27 @@ fn record(kind: IoEventKind, tgid: u32, fd: u32, at_ms: u64, data: &[u8]) -> IoR
 }
 
 fn capture() -> (Capture, Exposition) {
-    capture_following(1000)
+    capture_with(CaptureConfig {
+        max_connections: 1000,
+        max_held_requests: 1000,
+    })
 }
 
 /// A capture that follows at most `max_connections` connections.
 fn capture_following(max_connections: usize) -> (Capture, Exposition) {
+    capture_with(CaptureConfig {
+        max_connections,
+        max_held_requests: 1000,
+    })
+}
+
+/// A capture with `limits`.
+fn capture_with(limits: CaptureConfig) -> (Capture, Exposition) {
     let registry = Registry::new();
     let config = MetricsConfig {
         max_routes_per_service: 100,
         max_segment_values: 25,
+        max_route_parents: 10_000,
         max_label_sets: 1000,
         ttl: Duration::from_secs(300),
         routes: vec!["/orders".to_owned()],
@@ -96,12 +108,7 @@ fn capture_following(max_connections: usize) -> (Capture, Exposition) {
     };
     let series = RedSeries::new(&config, RedFamilies::register(&registry, &config));
     let series_exposition = series.exposition();
-    let capture = Capture::new(
-        None,
-        CaptureMetrics::register(&registry),
-        series,
-        max_connections,
-    );
+    let capture = Capture::new(None, CaptureMetrics::register(&registry), series, &limits);
     let exposition = Exposition::new(registry, series_exposition);
     (capture, exposition)
 }
@@ -301,6 +308,43 @@ fn requests_of_a_provisional_process_are_held_then_dropped_when_it_dies_young() 
         ),
         1.0
     );
+}
+
+#[test]
+fn the_hold_keeps_at_most_its_limit_and_counts_what_it_drops() {
+    let (pid, mut discovery, _, _) = setup(Publication::Provisional);
+    let (mut capture, exposition) = capture_with(CaptureConfig {
+        max_connections: 1000,
+        max_held_requests: 3,
+    });
+    let exchanges: Vec<IoRecord> = (0..5)
+        .flat_map(|n| {
+            [
+                record(Receive, pid, 5, 2 * n, b"GET /a HTTP/1.1\r\n\r\n"),
+                record(
+                    Send,
+                    pid,
+                    5,
+                    2 * n + 1,
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                ),
+            ]
+        })
+        .collect();
+    capture.handle(&exchanges, &discovery);
+    capture.settle(&discovery);
+    assert_eq!(sample(&exposition, "vigil_http_held_requests"), 3.0);
+    assert_eq!(
+        sample(
+            &exposition,
+            "vigil_http_dropped_requests_total{reason=\"hold_full\"}"
+        ),
+        2.0
+    );
+    discovery.set(pid, Publication::Published);
+    capture.settle(&discovery);
+    assert_eq!(server_count(&exposition, "GET", 200, "/a"), 3.0);
+    assert_eq!(sample(&exposition, "vigil_http_held_requests"), 0.0);
 }
 
 #[test]

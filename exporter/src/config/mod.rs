@@ -74,6 +74,9 @@ pub struct KubernetesConfig {
 pub struct CaptureConfig {
     /// Connections (and TLS sessions) followed at once; past it, the idlest eighth are forgotten.
     pub max_connections: usize,
+    /// Requests held on the node for processes not published yet; past it, new ones are dropped and
+    /// counted (`hold_full`).
+    pub max_held_requests: usize,
 }
 
 /// `metrics.*`: the series vigil serves.
@@ -86,6 +89,9 @@ pub struct MetricsConfig {
     /// Distinct values a path position may show under one parent path before it collapses to
     /// `{param}`.
     pub max_segment_values: usize,
+    /// Parent paths per service whose child values are learned; a path under a parent past it keeps
+    /// its segments (the route cap still bounds the series).
+    pub max_route_parents: usize,
     /// RED label sets on this node (each a histogram in every family of its kind); from 90 % of it new
     /// routes collapse to `_overflow`, at it new label sets are not created.
     pub max_label_sets: usize,
@@ -150,6 +156,15 @@ pub struct EbpfConfig {
     pub io_events_ring_bytes: u32,
     #[serde(with = "humantime_serde")]
     pub drain_interval: Duration,
+    /// Entries of the kernel's LRU maps (their least recently used entry goes first when full).
+    #[serde(deserialize_with = "map_entries::deserialize")]
+    pub served_ports_entries: u32,
+    #[serde(deserialize_with = "map_entries::deserialize")]
+    pub http2_connections_entries: u32,
+    #[serde(deserialize_with = "map_entries::deserialize")]
+    pub tls_calls_entries: u32,
+    #[serde(deserialize_with = "map_entries::deserialize")]
+    pub clone_kinds_entries: u32,
 }
 
 /// `discovery.*`: which processes are instrumented.
@@ -326,6 +341,22 @@ mod ring_bytes {
             )));
         }
         Ok(bytes)
+    }
+}
+
+mod map_entries {
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    const MAX: u32 = 1 << 24;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+        let entries = u32::deserialize(deserializer)?;
+        if !(1..=MAX).contains(&entries) {
+            return Err(D::Error::custom(format!(
+                "{entries} entries: must be between 1 and {MAX}"
+            )));
+        }
+        Ok(entries)
     }
 }
 

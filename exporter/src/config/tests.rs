@@ -73,7 +73,12 @@ fn bad_listen_address_and_log_level_are_refused() {
 }
 
 #[test]
-fn ring_size_must_be_a_page_multiple_power_of_two() {
+fn ring_and_map_sizes_are_checked() {
+    let error = error_of("ebpf:\n  served_ports_entries: 0\n");
+    assert!(
+        error.contains("ebpf.served_ports_entries") && error.contains("between 1 and"),
+        "{error}"
+    );
     let error = error_of("ebpf:\n  process_events_ring_bytes: 5000\n");
     assert!(error.contains("power of two"), "{error}");
 }

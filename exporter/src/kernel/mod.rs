@@ -44,10 +44,10 @@ use aya::{
 };
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Registry};
 use vigil_common::{
-    CAPTURE_ON_LISTEN_GLOBAL, HTTP2_CONNECTIONS_MAP, IO_EVENTS_MAP, LOST_EVENTS_MAP, LostSource,
-    PROCESS_EVENTS_MAP, PROCESS_LAYOUT_GLOBAL, SERVED_PORTS_MAP, SOCK_LAYOUT_GLOBAL,
-    SYSCALL_LAYOUT_GLOBAL, SockLayout, SyscallLayout, TRACKED_TGIDS_MAP, io, process::programs,
-    sock,
+    CAPTURE_ON_LISTEN_GLOBAL, CLONE_KINDS_MAP, HTTP2_CONNECTIONS_MAP, IO_EVENTS_MAP,
+    LOST_EVENTS_MAP, LostSource, PROCESS_EVENTS_MAP, PROCESS_LAYOUT_GLOBAL, SERVED_PORTS_MAP,
+    SOCK_LAYOUT_GLOBAL, SSL_CALLS_MAP, SYSCALL_LAYOUT_GLOBAL, SockLayout, SyscallLayout,
+    TRACKED_TGIDS_MAP, io, process::programs, sock,
 };
 
 pub use filter::{FilterError, ProcessFilter, TrackedTgids};
@@ -257,6 +257,10 @@ impl KernelProbes {
             )
             .map_max_entries(PROCESS_EVENTS_MAP, config.process_events_ring_bytes)
             .map_max_entries(IO_EVENTS_MAP, config.io_events_ring_bytes)
+            .map_max_entries(SERVED_PORTS_MAP, config.served_ports_entries)
+            .map_max_entries(HTTP2_CONNECTIONS_MAP, config.http2_connections_entries)
+            .map_max_entries(SSL_CALLS_MAP, config.tls_calls_entries)
+            .map_max_entries(CLONE_KINDS_MAP, config.clone_kinds_entries)
             .load(EBPF_OBJECT)?;
 
         for (program, category, tracepoint) in PROCESS_PROGRAMS {

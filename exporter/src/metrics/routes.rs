@@ -4,7 +4,8 @@
 //! requests come, a path position keeps the first `metrics.max_segment_values` distinct values it shows
 //! under one parent path and collapses every later one (usernames, slugs, file names) into
 //! [`COLLAPSED_SEGMENT`], so that a long-running service's routes converge while its first,
-//! meaningful paths (`/users`, `/static`) keep their names. A hard cap on the distinct routes of each service
+//! meaningful paths (`/users`, `/static`) keep their names (for at most `metrics.max_route_parents`
+//! parent paths per service). A hard cap on the distinct routes of each service
 //! that have live series, past which requests get the route [`OVERFLOW_ROUTE`]: a route leaves the
 //! cap with its last series.
 
@@ -14,8 +15,6 @@ use std::collections::{HashMap, HashSet};
 pub const OVERFLOW_ROUTE: &str = "_overflow";
 /// What a path segment of a position with too many distinct values becomes.
 pub const COLLAPSED_SEGMENT: &str = "{param}";
-/// Parent paths whose children a service learns at most (later ones are not learned).
-const MAX_LEARNED_PARENTS: usize = 10_000;
 
 /// The route of `target` (a request target, query included) and whether a configured pattern gave it:
 /// the first of `patterns` its path matches, else the path with identifier segments replaced by `{id}`.
@@ -87,6 +86,7 @@ fn is_identifier(segment: &str) -> bool {
 pub struct RouteLimiter {
     max_per_service: usize,
     max_segment_values: usize,
+    max_parents: usize,
     services: HashMap<String, ServiceRoutes>,
 }
 
@@ -101,7 +101,7 @@ struct ServiceRoutes {
 
 impl ServiceRoutes {
     /// `route` with the segments past their position's first values collapsed, learning its segments.
-    fn collapse(&mut self, route: &str, max_segment_values: usize) -> String {
+    fn collapse(&mut self, route: &str, max_segment_values: usize, max_parents: usize) -> String {
         let mut collapsed = String::new();
         for segment in route.split('/').skip(1) {
             let parent = if collapsed.is_empty() {
@@ -109,8 +109,7 @@ impl ServiceRoutes {
             } else {
                 &collapsed
             };
-            let learnable =
-                self.children.len() < MAX_LEARNED_PARENTS || self.children.contains_key(parent);
+            let learnable = self.children.len() < max_parents || self.children.contains_key(parent);
             let keep = !learnable || {
                 let known = self.children.entry(parent.to_owned()).or_default();
                 known.contains(segment)
@@ -127,10 +126,11 @@ impl ServiceRoutes {
 }
 
 impl RouteLimiter {
-    pub fn new(max_per_service: usize, max_segment_values: usize) -> Self {
+    pub fn new(max_per_service: usize, max_segment_values: usize, max_parents: usize) -> Self {
         RouteLimiter {
             max_per_service,
             max_segment_values,
+            max_parents,
             services: HashMap::new(),
         }
     }
@@ -143,7 +143,7 @@ impl RouteLimiter {
         let routes = self.services.entry(service.to_owned()).or_default();
         let route = match from_pattern {
             true => route.to_owned(),
-            false => routes.collapse(route, self.max_segment_values),
+            false => routes.collapse(route, self.max_segment_values, self.max_parents),
         };
         if routes.live.contains_key(&route) || routes.live.len() < self.max_per_service {
             (route, true)
@@ -231,7 +231,7 @@ mod tests {
     #[test]
     fn ten_thousand_distinct_paths_stay_within_the_cap() {
         // No position is learned here (values are never too many): the cap alone bounds the routes.
-        let mut limiter = RouteLimiter::new(100, usize::MAX);
+        let mut limiter = RouteLimiter::new(100, usize::MAX, 10_000);
         let mut routes = BTreeSet::new();
         let mut overflowed = 0;
         for n in 0..10_000 {
@@ -261,8 +261,21 @@ mod tests {
     }
 
     #[test]
+    fn parents_past_the_learned_ones_keep_their_segments() {
+        let mut limiter = RouteLimiter::new(100, 1, 2);
+        let mut admit = |route: &str| limiter.admit("shop", route, false).0;
+        // Two parents learned: "/" (first value "a") and "/a" (first value "x").
+        assert_eq!(admit("/a/x"), "/a/x");
+        assert_eq!(admit("/a/y"), "/a/{param}");
+        assert_eq!(admit("/b"), "/{param}");
+        // "/a/x" is a third parent: not learned, so what is under it is kept as it is.
+        assert_eq!(admit("/a/x/1st"), "/a/x/1st");
+        assert_eq!(admit("/a/x/2nd"), "/a/x/2nd");
+    }
+
+    #[test]
     fn values_past_a_positions_first_ones_collapse_per_parent_and_patterns_never_do() {
-        let mut limiter = RouteLimiter::new(100, 3);
+        let mut limiter = RouteLimiter::new(100, 3, 10_000);
         let admit = |limiter: &mut RouteLimiter, route: &str| limiter.admit("shop", route, false).0;
         for user in ["ann", "bob", "cy"] {
             assert_eq!(
@@ -295,7 +308,7 @@ mod tests {
 
     #[test]
     fn a_route_leaves_the_cap_with_its_last_series() {
-        let mut limiter = RouteLimiter::new(2, usize::MAX);
+        let mut limiter = RouteLimiter::new(2, usize::MAX, 10_000);
         for route in ["/a", "/b"] {
             assert!(limiter.admit("shop", route, false).1);
             limiter.hold("shop", route);

@@ -66,7 +66,11 @@ impl RedSeries {
         RedSeries {
             series: HashMap::default(),
             index: SeriesIndex::default(),
-            routes: RouteLimiter::new(config.max_routes_per_service, config.max_segment_values),
+            routes: RouteLimiter::new(
+                config.max_routes_per_service,
+                config.max_segment_values,
+                config.max_route_parents,
+            ),
             route_patterns: config.routes.clone(),
             ttl: config.ttl,
             max_label_sets: config.max_label_sets,
@@ -304,6 +308,7 @@ mod tests {
         let config = MetricsConfig {
             max_routes_per_service: max_routes,
             max_segment_values,
+            max_route_parents: 10_000,
             max_label_sets,
             ttl: Duration::from_secs(300),
             routes: Vec::new(),
