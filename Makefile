@@ -1,6 +1,6 @@
 # The two commands of the README. Both run scripts/setup.sh first (idempotent; about a second when
 # everything is installed). Both need root: vigil loads eBPF programs, the tests run real ones.
-.PHONY: run test setup setup-test bench-growth
+.PHONY: run test setup setup-test bench-growth soak
 
 # Runs vigil on this node with the embedded default configuration. Extra flags: make run ARGS='--log.level debug'
 run: setup
@@ -17,6 +17,12 @@ test: setup-test
 bench-growth: setup-test
 	cargo build --release -p vigil -p vigil-integration --bins
 	./target/release/bench-growth $(ARGS)
+
+# Process churn plus load for 30 minutes, then vigil's tables, connections, series and RSS against their
+# baseline (integration/src/bin/soak.rs; ARGS='--minutes N'). `make test` runs a two-minute version.
+soak: setup-test
+	cargo build --release -p vigil -p vigil-integration --bins
+	./target/release/soak $(ARGS)
 
 setup:
 	bash scripts/setup.sh

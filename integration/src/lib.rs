@@ -6,6 +6,7 @@ pub mod fake_apiserver;
 pub mod http_client;
 pub mod load;
 mod pod;
+pub mod soak;
 
 pub use pod::Pod;
 
@@ -510,6 +511,18 @@ pub fn idle_connections(count: usize) -> Vec<TcpStream> {
         reset_on_close(stream);
     }
     streams
+}
+
+/// VmRSS of `pid`, in MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap();
+    kib / 1024.0
 }
 
 /// A path segment of letters only (the route heuristic keeps it as a word), distinct for each `n`.

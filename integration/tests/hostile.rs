@@ -12,7 +12,7 @@ use std::{
 
 use vigil_integration::{
     Vigil, eventually, free_port, http_client::Connection, node_http_server, raise_open_files,
-    require_root, reset_on_close, samples, word,
+    require_root, reset_on_close, rss_mib, samples, word,
 };
 
 /// `n` legitimate keep-alive requests, `GET /legit/<i>` (route `/legit/{id}`).
@@ -47,18 +47,6 @@ fn send_and_drain(port: u16, bytes: &[u8]) {
     let _ = stream.write_all(bytes);
     let mut sink = Vec::new();
     let _ = stream.read_to_end(&mut sink);
-}
-
-/// VmRSS of `pid`, in MiB.
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .unwrap();
-    kib / 1024.0
 }
 
 #[test]

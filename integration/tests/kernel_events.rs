@@ -258,6 +258,41 @@ fn tracefs_not_mounted_is_one_clear_error() {
 }
 
 #[test]
+fn bpffs_not_mounted_changes_nothing() {
+    if !require_root("bpffs_not_mounted_changes_nothing") {
+        return;
+    }
+    // vigil in a mount namespace of its own without /sys/fs/bpf: it pins nothing, so it loads,
+    // attaches and serves as usual.
+    let vigil = Vigil::spawn_wrapped(
+        &[
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "umount /sys/fs/bpf && exec \"$0\" \"$@\"",
+        ],
+        "",
+        &[],
+    );
+    vigil.wait_ready(Duration::from_secs(30));
+    let mounts = std::fs::read_to_string(format!("/proc/{}/mounts", vigil.pid())).unwrap();
+    assert!(
+        !mounts.lines().any(|line| line.contains(" /sys/fs/bpf ")),
+        "{mounts}"
+    );
+    for program in PROGRAMS {
+        assert_eq!(
+            vigil.metric(&format!("vigil_probes_attached{{program=\"{program}\"}}")),
+            1.0,
+            "{program}"
+        );
+    }
+}
+
+#[test]
 fn refuses_to_start_without_capabilities_naming_them() {
     if !require_root("refuses_to_start_without_capabilities_naming_them") {
         return;

@@ -236,6 +236,55 @@ fn basic_auth_over_tls_admits_only_the_right_credentials() {
 }
 
 #[test]
+fn a_rotated_certificate_is_served_without_a_restart() {
+    if !require_root("a_rotated_certificate_is_served_without_a_restart") {
+        return;
+    }
+    let (dir, cert, key) = self_signed_certificate();
+    let first = dir.path().join("first.pem");
+    std::fs::copy(&cert, &first).unwrap();
+    let web_config = write_web_config(
+        dir.path(),
+        &format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let trusting = |pem: &Path| vec!["--cacert".to_owned(), pem.display().to_string()];
+    let status = |pem: &Path, url: &str| {
+        let args = trusting(pem);
+        curl(&args.iter().map(String::as_str).collect::<Vec<_>>(), url).status
+    };
+    let vigil = start(&web_config, &["--cacert", first.to_str().unwrap()]);
+    let url = format!("https://127.0.0.1:{}/metrics", vigil.port);
+
+    // A broken certificate written in place: the one in force stays, with a warning.
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    assert_eq!(status(&first, &url), 200, "still the first certificate");
+    assert!(
+        eventually(Duration::from_secs(5), || vigil
+            .log()
+            .contains("does not load; keeping the previous one")),
+        "{}",
+        vigil.log()
+    );
+
+    // The rotation: a new key and certificate at the same paths (as cert-manager or a kubelet-mounted
+    // Secret leaves them).
+    let (next_dir, next_cert, next_key) = self_signed_certificate();
+    std::fs::copy(&next_key, &key).unwrap();
+    std::fs::copy(&next_cert, &cert).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || status(&next_cert, &url) == 200),
+        "the rotated certificate is served; log:\n{}",
+        vigil.log()
+    );
+    assert_eq!(status(&first, &url), 0, "the first one is no longer served");
+    drop(next_dir);
+}
+
+#[test]
 fn verified_client_certificates_are_required_when_configured() {
     if !require_root("verified_client_certificates_are_required_when_configured") {
         return;
