@@ -323,6 +323,26 @@ fn requests_by_pod(vigil: &Vigil) -> std::collections::BTreeMap<String, u64> {
     counts
 }
 
+/// Announces simulated pod `replica` as pod `name` of namespace `shop` on this node, ready now.
+fn announce(server: &FakeApiServer, name: &str, replica: &Pod) {
+    server.apply(pod(
+        "shop",
+        name,
+        &replica.uid,
+        NODE,
+        &replica.container_id,
+        &now_rfc3339(),
+    ));
+}
+
+/// Whether a `/metrics` exposition reports any pod unmonitored.
+fn reports_unmonitored(exposition: &str) -> bool {
+    exposition
+        .lines()
+        .filter(|line| line.starts_with("vigil_unmonitored_pods{"))
+        .any(|line| !line.ends_with(" 0"))
+}
+
 /// Now, in RFC 3339, as the API server writes condition times.
 fn now_rfc3339() -> String {
     let output = std::process::Command::new("date")
@@ -348,16 +368,7 @@ fn red_series_carry_their_pod_labels_through_a_scale_out() {
     // Pods are ready when announced; they are expected 3 s later (the seed incident: new replicas of
     // a Deployment that should be monitored within their grace).
     let vigil = vigil_with(&server, "  unmonitored_grace: 3s\n");
-    let announce = |name: &str, replica: &Pod| {
-        server.apply(pod(
-            "shop",
-            name,
-            &replica.uid,
-            NODE,
-            &replica.container_id,
-            &now_rfc3339(),
-        ));
-    };
+    let announce = |name: &str, replica: &Pod| announce(&server, name, replica);
     let unmonitored_seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // `vigil_unmonitored_pods` has no series (and no `# TYPE` line) while no pod is unmonitored: its
     // absence says so only once the pod-monitoring gauges are published at all.
@@ -383,11 +394,7 @@ fn red_series_carry_their_pod_labels_through_a_scale_out() {
                     if family_of(&body, "vigil_pod_monitoring_status").is_some() {
                         monitoring_seen.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
-                    let unmonitored = body
-                        .lines()
-                        .filter(|line| line.starts_with("vigil_unmonitored_pods{"))
-                        .any(|line| !line.ends_with(" 0"));
-                    if unmonitored {
+                    if reports_unmonitored(&body) {
                         unmonitored_seen.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
                     std::thread::sleep(Duration::from_millis(100));
@@ -776,16 +783,7 @@ fn an_unreachable_api_server_leaves_no_pod_unmonitored_and_its_metadata_returns(
     }
     let server = FakeApiServer::start();
     let vigil = vigil_with(&server, "  unmonitored_grace: 2s\n");
-    let announce = |name: &str, replica: &Pod| {
-        server.apply(pod(
-            "shop",
-            name,
-            &replica.uid,
-            NODE,
-            &replica.container_id,
-            &now_rfc3339(),
-        ));
-    };
+    let announce = |name: &str, replica: &Pod| announce(&server, name, replica);
     let monitored = "vigil_monitored_pods{k8s_namespace_name=\"shop\"}";
     let (old, _) = http_replica();
     announce("web-0", &old);
@@ -807,11 +805,7 @@ fn an_unreachable_api_server_leaves_no_pod_unmonitored_and_its_metadata_returns(
             scope.spawn(move || {
                 while watching.load(std::sync::atomic::Ordering::Relaxed) {
                     let (_, body) = vigil.get("/metrics");
-                    if body
-                        .lines()
-                        .filter(|line| line.starts_with("vigil_unmonitored_pods{"))
-                        .any(|line| !line.ends_with(" 0"))
-                    {
+                    if reports_unmonitored(&body) {
                         unmonitored_seen.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
                     std::thread::sleep(Duration::from_millis(100));
