@@ -110,6 +110,13 @@ fn the_pod_watch_follows_events_and_recovers_from_drops_and_gone() {
         .count();
     assert!(lists_after > lists_before, "a relist after 410 Gone");
     assert!(vigil.metric("vigil_kube_watch_restarts_total") >= 1.0);
+    // One failure, and the list after it succeeded: the store was never taken for stale.
+    assert!(
+        !vigil.log().contains("pods of this node are stale"),
+        "{}",
+        vigil.log()
+    );
+    assert_eq!(vigil.metric("vigil_kube_watch_up"), 1.0);
     assert_eq!(vigil.metric("vigil_kube_pods{phase=\"Running\"}"), 2.0);
     assert!(vigil.metric("vigil_kube_last_event_age_seconds") < 60.0);
     let web_c = pods(&vigil)

@@ -143,8 +143,9 @@ pub enum Freshness {
     Listing,
     /// Listed, and watched since.
     Current,
-    /// The watch failed: the API server is unreachable (or refuses vigil) until a new list completes.
-    /// The pods are those known before; pods created, changed or deleted since are not seen.
+    /// The watch failed, and the list after it too: the API server is unreachable (or refuses vigil)
+    /// until a list completes. The pods are those known before; pods created, changed or deleted
+    /// since are not seen.
     Stale,
 }
 

@@ -1,11 +1,12 @@
 //! The pod watch: a node-scoped watch of the API server (`kube` watcher with `spec.nodeName=<node>`)
 //! that keeps the [`PodStore`] current, each pod stripped to a [`PodMeta`] with its owner resolved
 //! ([`super::owners`]). A watch that ends is resumed from its resource version; a watch that fails
-//! (the API server unreachable, an error, `410 Gone`) marks the store stale and, after a backoff
-//! ([`RETRY_FIRST`] doubling up to [`RETRY_MAX`]), the pods are listed again: the list is what says
-//! the store is current again, since a resumed watch says nothing until a pod changes. Meanwhile
-//! capture labels the requests of pods it does not know with what the node knows, and coverage keeps
-//! the verdicts it had (see [`Freshness`]).
+//! (the API server unreachable, an error, `410 Gone`) is followed, after a backoff ([`RETRY_FIRST`]
+//! doubling up to [`RETRY_MAX`]), by a new list: the list is what says the store is current again,
+//! since a resumed watch says nothing until a pod changes. One failure is routine (a watch whose
+//! resource version expired) and the list after it usually succeeds; a second failure in a row marks
+//! the store stale until a list completes. Meanwhile capture labels the requests of pods it does not
+//! know with what the node knows, and coverage keeps the verdicts it had (see [`Freshness`]).
 //!
 //! Without a kubeconfig and outside a pod (no service account), vigil runs node-only and says so once.
 //!
@@ -75,7 +76,7 @@ impl KubeMetrics {
                 registry,
                 IntGauge::new(
                     "vigil_kube_watch_up",
-                    "1 while vigil's pod store reflects the API server (listed, and watched since); 0 before the first list and from a watch failure until a new list completes.",
+                    "1 while vigil's pod store reflects the API server (listed, and watched since); 0 before the first list, and from the second watch or list failure in a row until a list completes.",
                 )
                 .expect("static"),
             ),
@@ -176,6 +177,8 @@ pub fn watch_pods(client: Client, node_name: String, metrics: KubeMetrics) -> Po
         // A doubling delay with a cap, written here: the watcher's own backoff resumes the watch
         // without a list, and only a list says the store is current again.
         let mut retry = RETRY_FIRST;
+        // Failures since the last completed list.
+        let mut failures = 0;
         loop {
             let stream = watcher(api.clone(), watcher::Config::default().fields(&selector));
             futures::pin_mut!(stream);
@@ -187,7 +190,13 @@ pub fn watch_pods(client: Client, node_name: String, metrics: KubeMetrics) -> Po
                     Ok(event) => event,
                     Err(error) => {
                         task.metrics.restarts.inc();
-                        task.store.lock().expect("pod store lock").mark_stale();
+                        failures += 1;
+                        if failures == 2 {
+                            task.store.lock().expect("pod store lock").mark_stale();
+                            tracing::warn!(
+                                "pods of this node are stale until a list completes: pod verdicts kept, unknown pods labelled with what the node knows"
+                            );
+                        }
                         tracing::warn!(%error, retry_in = ?retry, "pod watch failed; listing the node's pods again after a backoff");
                         break;
                     }
@@ -205,6 +214,7 @@ pub fn watch_pods(client: Client, node_name: String, metrics: KubeMetrics) -> Po
                     watcher::Event::InitDone => {
                         store.replace(std::mem::take(&mut listed));
                         retry = RETRY_FIRST;
+                        failures = 0;
                         tracing::info!(pods = store.len(), node = %node_name, "pods of this node listed");
                     }
                     watcher::Event::Apply(_) => {
