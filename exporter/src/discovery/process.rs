@@ -102,6 +102,19 @@ impl ReadError {
     }
 }
 
+impl ReadError {
+    /// What failing to read `path` (a file or link under /proc) with `error` means.
+    fn of_file(path: &Path, error: std::io::Error) -> ReadError {
+        match error.kind() {
+            std::io::ErrorKind::NotFound => ReadError::NotFound,
+            std::io::ErrorKind::PermissionDenied => {
+                ReadError::PermissionDenied(path.display().to_string())
+            }
+            _ => ReadError::Other(format!("{}: {error}", path.display())),
+        }
+    }
+}
+
 impl From<ProcError> for ReadError {
     fn from(error: ProcError) -> Self {
         match error {
@@ -232,13 +245,7 @@ impl ProcReader {
     /// The inode of `pid`'s network namespace (`/proc/PID/ns/net`).
     pub fn net_namespace(&self, pid: u32) -> Result<u64, ReadError> {
         let link = self.root.join(pid.to_string()).join("ns/net");
-        let target = std::fs::read_link(&link).map_err(|error| match error.kind() {
-            std::io::ErrorKind::NotFound => ReadError::NotFound,
-            std::io::ErrorKind::PermissionDenied => {
-                ReadError::PermissionDenied(link.display().to_string())
-            }
-            _ => ReadError::Other(format!("{}: {error}", link.display())),
-        })?;
+        let target = std::fs::read_link(&link).map_err(|error| ReadError::of_file(&link, error))?;
         target
             .to_str()
             .and_then(net_namespace_inode)
@@ -253,13 +260,7 @@ impl ProcReader {
         let net = self.root.join(pid.to_string()).join("net");
         let read = |name: &str| {
             let path = net.join(name);
-            std::fs::read_to_string(&path).map_err(|error| match error.kind() {
-                std::io::ErrorKind::NotFound => ReadError::NotFound,
-                std::io::ErrorKind::PermissionDenied => {
-                    ReadError::PermissionDenied(path.display().to_string())
-                }
-                _ => ReadError::Other(format!("{}: {error}", path.display())),
-            })
+            std::fs::read_to_string(&path).map_err(|error| ReadError::of_file(&path, error))
         };
         Ok(served_sockets_in(&[&read("tcp")?, &read("tcp6")?]))
     }
